@@ -1,0 +1,83 @@
+package wasm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Module-Format tag values (runtime.md §2). The reference CU accepts exactly
+// these seven; this runtime runs the wasm32 emscripten 2/3/4 ones.
+const (
+	FormatEmscripten                = "wasm32-unknown-emscripten"
+	FormatEmscripten2               = "wasm32-unknown-emscripten2"
+	FormatEmscripten3               = "wasm32-unknown-emscripten3"
+	FormatEmscripten4               = "wasm32-unknown-emscripten4"
+	FormatWasm64                    = "wasm64-unknown-emscripten-draft_2024_02_15"
+	FormatEmscriptenMetering        = "wasm32-unknown-emscripten-metering"
+	FormatWasm64Metering            = "wasm64-unknown-emscripten-draft_2024_10_16-metering"
+	ExtensionWeaveDrive             = "WeaveDrive"
+	defaultComputeLimit      uint64 = 9e15 // glue default when no Compute-Limit is given
+)
+
+// format holds what differs between the glue generations that matter to a host.
+type format struct {
+	name string
+	// heapMax is the glue's getHeapMax(); the module's declared memory max is
+	// the real cap in practice (runtime.md §9.2).
+	heapMax uint64
+	// callsMain: the older glues boot Lua with main(0, 0) at instantiation;
+	// emscripten4 boots lazily inside the first handle (runtime.md §7.1).
+	callsMain bool
+}
+
+var formats = map[string]format{
+	FormatEmscripten2: {name: FormatEmscripten2, heapMax: 524_288_000, callsMain: true},
+	FormatEmscripten3: {name: FormatEmscripten3, heapMax: 4_294_901_760, callsMain: true},
+	FormatEmscripten4: {name: FormatEmscripten4, heapMax: 4_294_901_760},
+}
+
+// Formats lists the Module-Format values Compile accepts.
+func Formats() []string {
+	return []string{FormatEmscripten2, FormatEmscripten3, FormatEmscripten4}
+}
+
+// ErrUnsupported is matched (errors.Is) by every *UnsupportedError.
+var ErrUnsupported = errors.New("unsupported module")
+
+// UnsupportedError reports a module this runtime cannot run: an unknown or
+// unimplemented Module-Format, an Extension it does not provide, or a binary
+// whose imports or exports do not fit the declared format. The CU answers
+// these with 422 (units.md §5.3).
+type UnsupportedError struct {
+	Kind   string // "Module-Format", "Extension", "import", "export" or "binary"
+	Value  string
+	Reason string
+}
+
+func (e *UnsupportedError) Error() string {
+	s := fmt.Sprintf("unsupported %s %q", e.Kind, e.Value)
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupported }
+
+func lookupFormat(name string) (format, error) {
+	if f, ok := formats[name]; ok {
+		return f, nil
+	}
+	var reason string
+	switch name {
+	case FormatWasm64, FormatWasm64Metering:
+		reason = "memory64 is not supported by the wazero engine"
+	case FormatEmscripten:
+		reason = "the minified glue's import names are build-specific"
+	case FormatEmscriptenMetering:
+		reason = "load-time gas metering is not implemented"
+	default:
+		reason = "not a known Module-Format"
+	}
+	return format{}, &UnsupportedError{Kind: "Module-Format", Value: name, Reason: reason}
+}

@@ -1,0 +1,660 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental/table"
+)
+
+// emscripten's WASI errno numbering.
+const (
+	errnoBADF  = 8
+	errnoINVAL = 28
+	errnoNOENT = 44
+	errnoNOSYS = 52
+	errnoNOTTY = 59
+	errnoSPIPE = 70
+)
+
+// Sentinels raised (panicked) by host functions and recognised on the way out.
+var (
+	errLongjmp  = errors.New("longjmp")
+	errAbort    = errors.New("native code called abort()")
+	errOutOfGas = errors.New("out of gas!")
+)
+
+type exitError struct{ code int32 }
+
+func (e *exitError) Error() string { return fmt.Sprintf("Program terminated with exit(%d)", e.code) }
+
+// hostFn builds the Go implementation of one import for the signature the
+// module declares; nil means the signature is not one we know.
+type hostFn func(d api.FunctionDefinition) api.GoModuleFunc
+
+func is(d api.FunctionDefinition, params []api.ValueType, results ...api.ValueType) bool {
+	return sameTypes(d.ParamTypes(), params) && sameTypes(d.ResultTypes(), results)
+}
+
+func i32s(n int) []api.ValueType {
+	t := make([]api.ValueType, n)
+	for i := range t {
+		t[i] = i32
+	}
+	return t
+}
+
+// fixed wraps an implementation valid for exactly one signature.
+func fixed(nparams int, results []api.ValueType, f api.GoModuleFunc) hostFn {
+	return func(d api.FunctionDefinition) api.GoModuleFunc {
+		if !is(d, i32s(nparams), results...) {
+			return nil
+		}
+		return f
+	}
+}
+
+var (
+	r0   []api.ValueType
+	rI32 = []api.ValueType{i32}
+)
+
+func u32(v uint64) uint32 { return uint32(v) }
+func s32(v uint64) int32  { return int32(uint32(v)) }
+func ret(v int32) uint64  { return uint64(uint32(v)) }
+
+// syscallErr imports answer -errno; every host file operation is refused.
+func syscallErr(errno int32) hostFn {
+	return func(d api.FunctionDefinition) api.GoModuleFunc {
+		if !sameTypes(d.ResultTypes(), rI32) {
+			return nil
+		}
+		for _, p := range d.ParamTypes() {
+			if p != i32 {
+				return nil
+			}
+		}
+		return func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = ret(-errno) }
+	}
+}
+
+func dateNow(d api.FunctionDefinition) api.GoModuleFunc {
+	if !is(d, nil, f64) {
+		return nil
+	}
+	return func(ctx context.Context, _ api.Module, stack []uint64) {
+		v := vmFrom(ctx)
+		stack[0] = api.EncodeF64(v.now)
+		v.now++
+	}
+}
+
+func trap(err error) hostFn {
+	return func(d api.FunctionDefinition) api.GoModuleFunc {
+		return func(context.Context, api.Module, []uint64) { panic(err) }
+	}
+}
+
+// imports maps import names (module "env" or "wasi_snapshot_preview1", which
+// the glue serves from one object, and "metering") to implementations.
+var imports = map[string]hostFn{
+	"_emscripten_throw_longjmp": fixed(0, r0, func(context.Context, api.Module, []uint64) { panic(errLongjmp) }),
+	"emscripten_resize_heap": fixed(1, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
+		req := uint64(u32(stack[0]))
+		stack[0] = 0
+		if vmFrom(ctx).resizeHeap(req) {
+			stack[0] = 1
+		}
+	}),
+	"_emscripten_memcpy_js": fixed(3, r0, memmove),
+	"emscripten_memcpy_big": fixed(3, r0, memmove),
+	"emscripten_date_now":   dateNow,
+	"_emscripten_date_now":  dateNow,
+	"emscripten_get_now":    dateNow,
+	"_emscripten_get_now_is_monotonic": fixed(0, rI32, func(_ context.Context, _ api.Module, stack []uint64) {
+		stack[0] = 1
+	}),
+	"emscripten_get_heap_max": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
+		stack[0] = uint64(uint32(vmFrom(ctx).heapMax))
+	}),
+	"_tzset_js":     tzset,
+	"_gmtime_js":    timeToTm(false),
+	"_localtime_js": timeToTm(true),
+	"_mktime_js":    fixed(1, rI32, mktimeJS),
+	"strftime":      fixed(4, rI32, strftimeJS),
+	"strftime_l":    fixed(5, rI32, strftimeJS),
+
+	"fd_write":          fixed(4, rI32, fdWrite),
+	"fd_read":           fixed(4, rI32, fdRead),
+	"fd_close":          fixed(1, rI32, fdClose),
+	"fd_seek":           fixed(5, rI32, fdSeek),
+	"environ_sizes_get": fixed(2, rI32, environSizes),
+	"environ_get":       fixed(2, rI32, func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = 0 }),
+	"__syscall_fcntl64": fixed(3, rI32, fcntl),
+	"__syscall_ioctl":   fixed(3, rI32, ioctl),
+
+	// The process has no file system: fopen goes through WeaveDrive, and
+	// everything that would touch a path or duplicate a descriptor fails.
+	"__syscall_openat":     syscallErr(errnoNOENT),
+	"__syscall_unlinkat":   syscallErr(errnoNOENT),
+	"__syscall_rmdir":      syscallErr(errnoNOENT),
+	"__syscall_renameat":   syscallErr(errnoNOENT),
+	"__syscall_readlinkat": syscallErr(errnoNOENT),
+	"__syscall_lstat64":    syscallErr(errnoNOENT),
+	"__syscall_stat64":     syscallErr(errnoNOENT),
+	"__syscall_newfstatat": syscallErr(errnoNOENT),
+	"__syscall_faccessat":  syscallErr(errnoNOENT),
+	"__syscall_mkdirat":    syscallErr(errnoNOENT),
+	"__syscall_dup3":       syscallErr(errnoNOSYS),
+
+	// system(3): the reference glue spawns a real shell here (runtime.md §6).
+	// We answer "no shell" for NULL and ENOSYS otherwise, without looking at
+	// the command.
+	"_emscripten_system": fixed(1, rI32, system),
+	"system":             fixed(1, rI32, system),
+
+	"exit": fixed(1, r0, func(_ context.Context, _ api.Module, stack []uint64) {
+		panic(&exitError{s32(stack[0])})
+	}),
+	"_abort_js":     trap(errAbort),
+	"abort":         trap(errAbort),
+	"__assert_fail": trap(errors.New("assertion failed")),
+
+	"__asyncjs__weavedrive_open":  fixed(2, rI32, driveOpen),
+	"__asyncjs__weavedrive_read":  fixed(3, rI32, driveRead),
+	"__asyncjs__weavedrive_close": fixed(1, rI32, driveClose),
+
+	"metering_gasUsed": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
+		stack[0] = uint64(uint32(vmFrom(ctx).gasUsed))
+	}),
+	"usegas": fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
+		v := vmFrom(ctx)
+		v.gasUsed += uint64(u32(stack[0]))
+		if v.gasUsed > v.gasLimit {
+			panic(errOutOfGas)
+		}
+	}),
+	"getTempRet0": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
+		stack[0] = ret(vmFrom(ctx).tempRet)
+	}),
+	"setTempRet0": fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
+		vmFrom(ctx).tempRet = s32(stack[0])
+	}),
+}
+
+// buildHost registers, for every function the module imports, an
+// implementation with exactly the declared signature.
+func (m *Module) buildHost(ctx context.Context) error {
+	hosts := map[string]wazero.HostModuleBuilder{}
+	for _, d := range m.compiled.ImportedFunctions() {
+		modName, name, _ := d.Import()
+		switch modName {
+		case "env", "wasi_snapshot_preview1", "metering":
+		default:
+			return &UnsupportedError{Kind: "import", Value: modName + "." + name}
+		}
+		var impl api.GoModuleFunc
+		if strings.HasPrefix(name, "invoke_") {
+			impl = invoke(d)
+		} else if mk, ok := imports[name]; ok {
+			impl = mk(d)
+		} else {
+			return &UnsupportedError{Kind: "import", Value: modName + "." + name}
+		}
+		if impl == nil {
+			return &UnsupportedError{Kind: "import", Value: modName + "." + name,
+				Reason: fmt.Sprintf("unexpected signature %v -> %v", d.ParamTypes(), d.ResultTypes())}
+		}
+		h := hosts[modName]
+		if h == nil {
+			h = m.rt.NewHostModuleBuilder(modName)
+			hosts[modName] = h
+		}
+		h.NewFunctionBuilder().WithGoModuleFunction(impl, d.ParamTypes(), d.ResultTypes()).Export(name)
+	}
+	for name, h := range hosts {
+		if _, err := h.Instantiate(ctx); err != nil {
+			return fmt.Errorf("wasm: host module %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// invoke implements the invoke_<sig>(index, args...) trampolines through
+// which emscripten (without wasm exceptions) runs code that may longjmp:
+// call table[index](args); if it longjmps, restore the stack pointer saved
+// before the call, record the throw with setThrew(1, 0) and return zeros.
+// Lua's error/pcall and coroutine yields go through here.
+func invoke(d api.FunctionDefinition) api.GoModuleFunc {
+	params := d.ParamTypes()
+	if len(params) == 0 || params[0] != i32 {
+		return nil
+	}
+	fparams := append([]api.ValueType(nil), params[1:]...)
+	results := append([]api.ValueType(nil), d.ResultTypes()...)
+	n := max(len(fparams), len(results))
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		v := vmFrom(ctx)
+		idx := u32(stack[0])
+		sp := v.stackSave(ctx)
+		f := v.tableFunc(mod, idx, fparams, results)
+		buf := make([]uint64, n)
+		copy(buf, stack[1:1+len(fparams)])
+		err := f.CallWithStack(ctx, buf)
+		v.putTableFunc(idx, f)
+		if err != nil {
+			if !errors.Is(err, errLongjmp) {
+				panic(err)
+			}
+			v.stackRestore(ctx, sp)
+			v.call(ctx, v.setThrew, 1, 0)
+			clear(stack[:len(results)])
+			return
+		}
+		copy(stack[:len(results)], buf[:len(results)])
+	}
+}
+
+// tableFunc returns a callable for table[idx]. A wazero api.Function must not
+// be re-entered while running, and Lua nests protected calls through the same
+// table entries, so we keep a small free list per entry.
+func (v *vm) tableFunc(mod api.Module, idx uint32, params, results []api.ValueType) api.Function {
+	if l := v.tfuncs[idx]; len(l) > 0 {
+		f := l[len(l)-1]
+		v.tfuncs[idx] = l[:len(l)-1]
+		return f
+	}
+	return table.LookupFunction(mod, 0, idx, params, results)
+}
+
+func (v *vm) putTableFunc(idx uint32, f api.Function) {
+	v.tfuncs[idx] = append(v.tfuncs[idx], f)
+}
+
+func memmove(ctx context.Context, mod api.Module, stack []uint64) {
+	dst, src, n := u32(stack[0]), u32(stack[1]), u32(stack[2])
+	mem := mod.Memory()
+	d, ok1 := mem.Read(dst, n)
+	s, ok2 := mem.Read(src, n)
+	if !ok1 || !ok2 {
+		panic(errors.New("memcpy out of bounds"))
+	}
+	copy(d, s)
+}
+
+func system(_ context.Context, _ api.Module, stack []uint64) {
+	if u32(stack[0]) == 0 {
+		stack[0] = 0 // "no command processor available"
+		return
+	}
+	stack[0] = ret(-errnoNOSYS)
+}
+
+func environSizes(_ context.Context, mod api.Module, stack []uint64) {
+	// The glue's environment list is empty (its getEnvStrings returns []).
+	mem := mod.Memory()
+	mem.WriteUint32Le(u32(stack[0]), 0)
+	mem.WriteUint32Le(u32(stack[1]), 0)
+	stack[0] = 0
+}
+
+func cString(mem api.Memory, p uint32) string {
+	var b []byte
+	for {
+		c, ok := mem.ReadByte(p)
+		if !ok || c == 0 {
+			return string(b)
+		}
+		b = append(b, c)
+		p++
+	}
+}
+
+func writeCString(mem api.Memory, p uint32, s string, max int) {
+	b := append([]byte(s), 0)
+	if len(b) > max {
+		b = b[:max]
+		b[max-1] = 0
+	}
+	mem.Write(p, b)
+}
+
+// tzset reports UTC: offset 0, no daylight saving time, zone names "UTC".
+func tzset(d api.FunctionDefinition) api.GoModuleFunc {
+	switch {
+	case is(d, i32s(4)): // (timezone*, daylight*, std_name*, dst_name*)
+		return func(_ context.Context, mod api.Module, stack []uint64) {
+			mem := mod.Memory()
+			mem.WriteUint32Le(u32(stack[0]), 0)
+			mem.WriteUint32Le(u32(stack[1]), 0)
+			writeCString(mem, u32(stack[2]), "UTC", 17)
+			writeCString(mem, u32(stack[3]), "UTC", 17)
+		}
+	case is(d, i32s(3)): // emscripten2: (timezone*, daylight*, tzname*[2])
+		return func(ctx context.Context, mod api.Module, stack []uint64) {
+			v := vmFrom(ctx)
+			mem := mod.Memory()
+			mem.WriteUint32Le(u32(stack[0]), 0)
+			mem.WriteUint32Le(u32(stack[1]), 0)
+			for i := uint32(0); i < 2; i++ {
+				p := uint32(v.call(ctx, v.malloc, 4))
+				writeCString(mod.Memory(), p, "UTC", 4)
+				mod.Memory().WriteUint32Le(u32(stack[2])+4*i, p)
+			}
+		}
+	}
+	return nil
+}
+
+func readTm(mem api.Memory, p uint32) tm {
+	f := func(i uint32) int32 { x, _ := mem.ReadUint32Le(p + 4*i); return int32(x) }
+	v := tm{sec: f(0), min: f(1), hour: f(2), mday: f(3), mon: f(4), year: f(5),
+		wday: f(6), yday: f(7), isdst: f(8), gmtoff: f(9)}
+	if z, _ := mem.ReadUint32Le(p + 40); z != 0 {
+		v.zone = cString(mem, z)
+	}
+	return v
+}
+
+func writeTm(mem api.Memory, p uint32, v tm, n int) {
+	fs := []int32{v.sec, v.min, v.hour, v.mday, v.mon, v.year, v.wday, v.yday, v.isdst, v.gmtoff}
+	for i := 0; i < n; i++ {
+		mem.WriteUint32Le(p+4*uint32(i), uint32(fs[i]))
+	}
+}
+
+// timeToTm implements _gmtime_js/_localtime_js (local time is UTC). The
+// wasm32 emscripten4 form passes time_t as (lo, hi); emscripten2 passes a
+// pointer to it and the glue reads its low word.
+func timeToTm(local bool) hostFn {
+	// _gmtime_js writes tm_sec … tm_yday; _localtime_js also tm_isdst, tm_gmtoff.
+	n := 8
+	if local {
+		n = 10
+	}
+	return func(d api.FunctionDefinition) api.GoModuleFunc {
+		switch {
+		case is(d, i32s(3)):
+			return func(_ context.Context, mod api.Module, stack []uint64) {
+				t := int64(u32(stack[0])) | int64(s32(stack[1]))<<32
+				if s32(stack[1]) < -(1<<21) || s32(stack[1]) >= 1<<21 {
+					t = math.MaxInt64 // not an exact JS number: NaN fields
+				}
+				v, _ := gmtime(t)
+				writeTm(mod.Memory(), u32(stack[2]), v, n)
+			}
+		case is(d, i32s(2)):
+			return func(_ context.Context, mod api.Module, stack []uint64) {
+				lo, _ := mod.Memory().ReadUint32Le(u32(stack[0]))
+				v, _ := gmtime(int64(int32(lo)))
+				writeTm(mod.Memory(), u32(stack[1]), v, n)
+			}
+		}
+		return nil
+	}
+}
+
+func mktimeJS(ctx context.Context, mod api.Module, stack []uint64) {
+	mem := mod.Memory()
+	p := u32(stack[0])
+	v := readTm(mem, p)
+	t := mktime(&v)
+	writeTm(mem, p, v, 9)
+	vmFrom(ctx).setTempRet(ctx, int32(t>>32))
+	stack[0] = uint64(uint32(t))
+}
+
+func strftimeJS(_ context.Context, mod api.Module, stack []uint64) {
+	mem := mod.Memory()
+	s, maxsize, format, tp := u32(stack[0]), u32(stack[1]), u32(stack[2]), u32(stack[3])
+	v := readTm(mem, tp)
+	out := strftime(cString(mem, format), &v)
+	if uint64(len(out))+1 > uint64(maxsize) {
+		stack[0] = 0
+		return
+	}
+	mem.Write(s, append([]byte(out), 0))
+	stack[0] = uint64(len(out))
+}
+
+// iovecs yields the (ptr, len) pairs of a wasm32 iovec array.
+func iovecs(mem api.Memory, iov, n uint32, f func(p, l uint32) bool) {
+	for i := uint32(0); i < n; i++ {
+		p, _ := mem.ReadUint32Le(iov + 8*i)
+		l, _ := mem.ReadUint32Le(iov + 8*i + 4)
+		if !f(p, l) {
+			return
+		}
+	}
+}
+
+// fdWrite accepts and discards writes to stdout/stderr (the reference mutes
+// console.log during handle); nothing reaches the host.
+func fdWrite(ctx context.Context, mod api.Module, stack []uint64) {
+	fd := s32(stack[0])
+	if fd != 1 && fd != 2 {
+		stack[0] = errnoBADF
+		return
+	}
+	var total uint32
+	mem := mod.Memory()
+	iovecs(mem, u32(stack[1]), u32(stack[2]), func(_, l uint32) bool { total += l; return true })
+	mem.WriteUint32Le(u32(stack[3]), total)
+	stack[0] = 0
+}
+
+func fdRead(ctx context.Context, mod api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd := s32(stack[0])
+	mem := mod.Memory()
+	var total uint32
+	if fd == 0 {
+		mem.WriteUint32Le(u32(stack[3]), 0) // stdin is empty
+		stack[0] = 0
+		return
+	}
+	f := v.files[fd]
+	if f == nil {
+		stack[0] = errnoBADF
+		return
+	}
+	iovecs(mem, u32(stack[1]), u32(stack[2]), func(p, l uint32) bool {
+		buf, ok := mem.Read(p, l)
+		if !ok {
+			panic(errors.New("fd_read: buffer out of bounds"))
+		}
+		n, err := f.read(buf)
+		if err != nil {
+			panic(err)
+		}
+		total += uint32(n)
+		return uint32(n) == l
+	})
+	mem.WriteUint32Le(u32(stack[3]), total)
+	stack[0] = 0
+}
+
+func fdClose(ctx context.Context, _ api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd := s32(stack[0])
+	switch {
+	case v.files[fd] != nil:
+		delete(v.files, fd)
+		stack[0] = 0
+	case fd >= 0 && fd <= 2:
+		stack[0] = 0
+	default:
+		stack[0] = errnoBADF
+	}
+}
+
+func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd := s32(stack[0])
+	off := int64(u32(stack[1])) | int64(s32(stack[2]))<<32
+	whence := s32(stack[3])
+	f := v.files[fd]
+	if f == nil {
+		if fd >= 0 && fd <= 2 {
+			stack[0] = errnoSPIPE
+		} else {
+			stack[0] = errnoBADF
+		}
+		return
+	}
+	var pos int64
+	switch whence {
+	case 0:
+		pos = off
+	case 1:
+		pos = f.pos + off
+	case 2:
+		pos = f.blob.Size() + off
+	default:
+		stack[0] = errnoINVAL
+		return
+	}
+	if pos < 0 {
+		stack[0] = errnoINVAL
+		return
+	}
+	f.pos = pos
+	mem := mod.Memory()
+	mem.WriteUint64Le(u32(stack[4]), uint64(pos))
+	stack[0] = 0
+}
+
+func isStd(fd int32) bool { return fd >= 0 && fd <= 2 }
+
+// fcntl answers the few commands musl's fdopen and stdio issue, for the
+// standard streams and WeaveDrive files.
+func fcntl(ctx context.Context, mod api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd, cmd, va := s32(stack[0]), s32(stack[1]), u32(stack[2])
+	if !isStd(fd) && v.files[fd] == nil {
+		stack[0] = ret(-errnoBADF)
+		return
+	}
+	switch cmd {
+	case 1, 2, 4, 13, 14: // F_GETFD, F_SETFD, F_SETFL, F_SETLK(W)
+		stack[0] = 0
+	case 3: // F_GETFL: stdout/stderr write-only, everything else read-only
+		if fd == 1 || fd == 2 {
+			stack[0] = 1
+		} else {
+			stack[0] = 0
+		}
+	case 12: // F_GETLK: report F_UNLCK
+		mem := mod.Memory()
+		p, _ := mem.ReadUint32Le(va)
+		mem.WriteUint16Le(p, 2)
+		stack[0] = 0
+	default:
+		stack[0] = ret(-errnoINVAL)
+	}
+}
+
+// ioctl: the standard streams are terminals of 24x80 as in the emscripten
+// TTY; drive files are not terminals.
+func ioctl(ctx context.Context, mod api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd, op, va := s32(stack[0]), s32(stack[1]), u32(stack[2])
+	if !isStd(fd) {
+		if v.files[fd] == nil {
+			stack[0] = ret(-errnoBADF)
+		} else {
+			stack[0] = ret(-errnoNOTTY)
+		}
+		return
+	}
+	mem := mod.Memory()
+	switch op {
+	case 21523: // TIOCGWINSZ
+		p, _ := mem.ReadUint32Le(va)
+		mem.WriteUint16Le(p, 24)
+		mem.WriteUint16Le(p+2, 80)
+		stack[0] = 0
+	case 21519: // TIOCGPGRP
+		p, _ := mem.ReadUint32Le(va)
+		mem.WriteUint32Le(p, 0)
+		stack[0] = 0
+	case 21505, 21506, 21507, 21508, 21509, 21510, 21511, 21512:
+		stack[0] = 0
+	default:
+		stack[0] = ret(-errnoINVAL)
+	}
+}
+
+// The __asyncjs__ WeaveDrive imports are Asyncify imports in the reference:
+// every call mallocs a 12-byte header plus ASYNCIFY_STACK_SIZE, unwinds the
+// wasm call stack into it, runs the JavaScript, rewinds by calling handle
+// again, and frees the buffer. That leaves traces in memory (a heap grown by
+// ~40 MiB on first use, the unwound frames in the freed block), so we do the
+// same unwind/rewind dance around our synchronous implementation to keep
+// memory images byte-identical with the reference's.
+const asyncifyStackSize = 41943040
+
+func (v *vm) asyncImport(ctx context.Context, stack []uint64, work func() uint64) {
+	if v.asyncStart == nil {
+		stack[0] = work()
+		return
+	}
+	if v.asyncRewinding {
+		v.call(ctx, v.asyncStopRewind)
+		v.call(ctx, v.free, uint64(v.asyncData))
+		v.asyncRewinding, v.asyncData = false, 0
+		stack[0] = v.asyncResult
+		return
+	}
+	v.asyncResult = work()
+	p := uint32(v.call(ctx, v.malloc, 12+asyncifyStackSize))
+	mem := v.mod.Memory()
+	mem.WriteUint32Le(p, p+12)
+	mem.WriteUint32Le(p+4, p+12+asyncifyStackSize)
+	mem.WriteUint32Le(p+8, 0) // rewind id of "handle", the first export unwound
+	v.asyncData = p
+	v.call(ctx, v.asyncStart, uint64(p))
+	stack[0] = 0
+}
+
+func driveOpen(ctx context.Context, mod api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	v.asyncImport(ctx, stack, func() uint64 {
+		mem := mod.Memory()
+		return ret(v.openDrive(ctx, cString(mem, u32(stack[0])), cString(mem, u32(stack[1]))))
+	})
+}
+
+func driveRead(ctx context.Context, mod api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd, dst, n := s32(stack[0]), u32(stack[1]), u32(stack[2])
+	v.asyncImport(ctx, stack, func() uint64 {
+		f := v.files[fd]
+		if f == nil {
+			return 0
+		}
+		buf, ok := mod.Memory().Read(dst, n)
+		if !ok {
+			panic(errors.New("weavedrive_read: buffer out of bounds"))
+		}
+		r, err := f.read(buf)
+		if err != nil {
+			panic(err)
+		}
+		return uint64(uint32(r))
+	})
+}
+
+func driveClose(ctx context.Context, _ api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	fd := s32(stack[0])
+	v.asyncImport(ctx, stack, func() uint64 {
+		delete(v.files, fd)
+		return 0
+	})
+}

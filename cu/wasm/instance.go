@@ -1,0 +1,577 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Config is what differs between processes sharing one Module.
+type Config struct {
+	// MemoryLimit (bytes) caps memory growth below the module's declared
+	// maximum. 0 means the declared maximum, which is what the reference
+	// host enforces (runtime.md §9.2); a smaller value diverges from it.
+	MemoryLimit uint64
+	// ComputeLimit is the gas limit per message for pre-metered binaries
+	// (metering.usegas); unmetered formats ignore it. 0 means 9e15.
+	ComputeLimit uint64
+	// Arweave serves WeaveDrive. It is used only when the module declares the
+	// WeaveDrive extension; otherwise io.open of a drive path returns nil.
+	Arweave Arweave
+}
+
+// Result is one handle() outcome in the reference loader's shape (without
+// Memory). Fields are raw JSON as the process produced them; absent ones are
+// empty and omitted when marshalled.
+type Result struct {
+	Output      json.RawMessage `json:"Output,omitempty"`
+	Messages    json.RawMessage `json:"Messages,omitempty"`
+	Spawns      json.RawMessage `json:"Spawns,omitempty"`
+	Assignments json.RawMessage `json:"Assignments,omitempty"`
+	Patches     json.RawMessage `json:"Patches"`
+	// Error is set when the message failed: an aos {Error} response, an
+	// uncaught Lua error (ok: false), a trap, exit, abort or out of gas. The
+	// instance's memory is then what it was before the message.
+	Error   json.RawMessage `json:"Error,omitempty"`
+	GasUsed uint64          `json:"GasUsed"`
+}
+
+// Failed reports whether the message failed (and was rolled back).
+func (r *Result) Failed() bool { return len(r.Error) > 0 }
+
+// Instance is one running process. Its state is its linear memory, kept live
+// between messages. Methods are serialised; use one Instance per process.
+type Instance struct {
+	m   *Module
+	cfg Config
+
+	mu     sync.Mutex
+	vm     *vm
+	closed bool
+
+	// Rollback without copying memory per message: base is a memory image
+	// (nil = freshly instantiated) and journal the messages evaluated
+	// successfully since. A failed message rebuilds the previous state by
+	// replaying the journal on base. The journal is folded into a new base
+	// when it gets long, which bounds the replay time.
+	base        []byte
+	baseNow     float64
+	journal     []entry
+	journalSize int
+	journalCost time.Duration
+}
+
+type entry struct {
+	msg, env []byte
+	drive    []driveOutcome
+}
+
+// Journal bounds: a rollback replays at most this much work.
+const (
+	journalMaxEntries = 1000
+	journalMaxBytes   = 32 << 20
+	journalMaxCost    = 2 * time.Second
+)
+
+// vm is one wazero instance of the module plus the host state the glue keeps
+// in JavaScript. Host functions find it through the call context.
+type vm struct {
+	m          *Module
+	mod        api.Module
+	heapMax    uint64
+	limitPages uint32
+	drive      Arweave
+
+	handle, stackAlloc, stackRestoreFn, stackSaveFn, setThrew, tempretSet, malloc api.Function
+	asyncifyState, free                                                           api.Function
+
+	// Asyncify emulation for the WeaveDrive imports (see asyncImport).
+	asyncStart, asyncStopUnwind, asyncStartRewind, asyncStopRewind api.Function
+	asyncData                                                      uint32
+	asyncResult                                                    uint64
+	asyncRewinding                                                 bool
+
+	now         float64 // Date.now replacement: 10000, 10001, …
+	tempRet     int32
+	gasUsed     uint64
+	gasLimit    uint64
+	blockHeight int64
+	files       map[int32]*driveFile
+	record      *[]driveOutcome // live: drive answers of this message
+	replay      *[]driveOutcome // rollback replay: answers to give back
+	tfuncs      map[uint32][]api.Function
+}
+
+type vmKey struct{}
+
+func vmFrom(ctx context.Context) *vm { return ctx.Value(vmKey{}).(*vm) }
+
+// Instantiate starts a new process instance with fresh memory. For the
+// emscripten2/3 formats this runs main() (booting Lua) as the reference does.
+func (m *Module) Instantiate(ctx context.Context, cfg Config) (*Instance, error) {
+	return m.start(ctx, cfg, nil)
+}
+
+// Restore starts an instance from a memory image taken by Snapshot (or a
+// reference CU checkpoint: the same bytes). The image is copied.
+func (m *Module) Restore(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
+	return m.start(ctx, cfg, bytes.Clone(image))
+}
+
+func (m *Module) start(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
+	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000}
+	v, err := m.newVM(ctx, cfg, image, in.baseNow)
+	if err != nil {
+		return nil, err
+	}
+	in.vm = v
+	return in, nil
+}
+
+func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, now float64) (*vm, error) {
+	v := &vm{
+		m:          m,
+		heapMax:    m.format.heapMax,
+		limitPages: m.maxPages,
+		now:        now,
+		gasLimit:   cfg.ComputeLimit,
+		files:      map[int32]*driveFile{},
+		tfuncs:     map[uint32][]api.Function{},
+	}
+	if v.gasLimit == 0 {
+		v.gasLimit = defaultComputeLimit
+	}
+	if cfg.MemoryLimit > 0 {
+		if p := cfg.MemoryLimit / 65536; p < uint64(v.limitPages) {
+			v.limitPages = uint32(p)
+		}
+		if v.limitPages < m.minPages {
+			return nil, fmt.Errorf("wasm: memory limit %d bytes is below the module's initial memory of %d bytes",
+				cfg.MemoryLimit, uint64(m.minPages)*65536)
+		}
+	}
+	if m.weaveDrive {
+		v.drive = cfg.Arweave
+	}
+	ctx = context.WithValue(ctx, vmKey{}, v)
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		return nil, fmt.Errorf("wasm: instantiate: %w", err)
+	}
+	v.mod = mod
+	ok := false
+	defer func() {
+		if !ok {
+			mod.Close(ctx)
+		}
+	}()
+	pick := func(names ...string) api.Function {
+		for _, n := range names {
+			if f := mod.ExportedFunction(n); f != nil {
+				return f
+			}
+		}
+		return nil
+	}
+	v.handle = pick("handle")
+	v.stackAlloc = pick("_emscripten_stack_alloc", "stackAlloc")
+	v.stackRestoreFn = pick("_emscripten_stack_restore", "stackRestore")
+	v.stackSaveFn = pick("emscripten_stack_get_current", "stackSave")
+	v.setThrew = pick("setThrew")
+	v.tempretSet = pick("_emscripten_tempret_set")
+	v.malloc = pick("malloc")
+	v.asyncifyState = pick("asyncify_get_state")
+	v.free = pick("free")
+	if v.asyncifyState != nil && v.malloc != nil && v.free != nil {
+		v.asyncStart = pick("asyncify_start_unwind")
+		v.asyncStopUnwind = pick("asyncify_stop_unwind")
+		v.asyncStartRewind = pick("asyncify_start_rewind")
+		v.asyncStopRewind = pick("asyncify_stop_rewind")
+		if v.asyncStopUnwind == nil || v.asyncStartRewind == nil || v.asyncStopRewind == nil {
+			v.asyncStart = nil
+		}
+	}
+
+	// The glue's start-up order: stack init, stack cookie, constructors,
+	// main for the older formats (runtime.md §7.1).
+	if err := v.safeCall(ctx, func() {
+		if f := pick("emscripten_stack_init"); f != nil {
+			v.call(ctx, f)
+		}
+		v.writeStackCookie(ctx, pick("emscripten_stack_get_end"))
+		if f := pick("__wasm_call_ctors"); f != nil {
+			v.call(ctx, f)
+		}
+		if m.format.callsMain {
+			v.call(ctx, pick("main"), 0, 0)
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("wasm: initialise: %w", err)
+	}
+	if image != nil {
+		if err := v.load(image); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return v, nil
+}
+
+// writeStackCookie writes the same guard words as the (ASSERTIONS) glue, so
+// memory images are byte-identical with the reference's.
+func (v *vm) writeStackCookie(ctx context.Context, end api.Function) {
+	if end == nil {
+		return
+	}
+	p := uint32(v.call(ctx, end))
+	if p == 0 {
+		p = 4
+	}
+	mem := v.mod.Memory()
+	mem.WriteUint32Le(p, 0x02135467)
+	mem.WriteUint32Le(p+4, 0x89BACDFE)
+	mem.WriteUint32Le(0, 0x63736d65)
+}
+
+// load copies a memory image over the start of memory, growing first as the
+// reference does (resizeHeap to the image length).
+func (v *vm) load(image []byte) error {
+	mem := v.mod.Memory()
+	if uint64(mem.Size()) < uint64(len(image)) && !v.resizeHeap(uint64(len(image))) {
+		return fmt.Errorf("wasm: memory image of %d bytes exceeds the memory limit", len(image))
+	}
+	if !mem.Write(0, image) {
+		return fmt.Errorf("wasm: memory image of %d bytes does not fit", len(image))
+	}
+	return nil
+}
+
+// growTarget is emscripten's emscripten_resize_heap policy (over-grow by
+// 20%, 10%, 5%, capped at +96 MiB, 64 KiB aligned), computed in float64 like
+// the JS, returning the candidate sizes in the order they are tried.
+func growTarget(old, req, heapMax uint64, cutDown int) uint64 {
+	over := float64(old) * (1 + 0.2/float64(cutDown))
+	over = math.Min(over, float64(req)+100663296)
+	x := math.Max(float64(req), over)
+	x = x + math.Mod(65536-math.Mod(x, 65536), 65536)
+	x = math.Min(float64(heapMax), x)
+	pages := math.Trunc((x - float64(old) + 65535) / 65536)
+	return old + uint64(pages)*65536
+}
+
+func (v *vm) resizeHeap(req uint64) bool {
+	mem := v.mod.Memory()
+	old := uint64(mem.Size())
+	if req > v.heapMax {
+		return false
+	}
+	for cut := 1; cut <= 4; cut *= 2 {
+		size := growTarget(old, req, v.heapMax, cut)
+		if size/65536 > uint64(v.limitPages) {
+			continue
+		}
+		if _, ok := mem.Grow(uint32((size - old) / 65536)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *vm) call(ctx context.Context, f api.Function, args ...uint64) uint64 {
+	buf := make([]uint64, max(len(args), 1))
+	copy(buf, args)
+	if err := f.CallWithStack(ctx, buf); err != nil {
+		panic(err)
+	}
+	return buf[0]
+}
+
+func (v *vm) stackSave(ctx context.Context) uint64 { return v.call(ctx, v.stackSaveFn) }
+func (v *vm) stackRestore(ctx context.Context, sp uint64) {
+	v.call(ctx, v.stackRestoreFn, sp)
+}
+
+func (v *vm) setTempRet(ctx context.Context, hi int32) {
+	if v.tempretSet != nil {
+		v.call(ctx, v.tempretSet, uint64(uint32(hi)))
+	} else {
+		v.tempRet = hi
+	}
+}
+
+// safeCall runs f, turning panics of host functions and errors of wasm calls
+// into an error.
+func (v *vm) safeCall(ctx context.Context, f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("%v", r)
+			}
+		}
+	}()
+	f()
+	return nil
+}
+
+// handleRaw performs the loader's ccall: both strings NUL-terminated on the
+// emscripten stack, handle(), copy the returned C string, restore the stack.
+func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err error) {
+	ctx = context.WithValue(ctx, vmKey{}, v)
+	v.gasUsed = 0
+	err = v.safeCall(ctx, func() {
+		sp := v.stackSave(ctx)
+		mem := v.mod.Memory()
+		p1 := uint32(v.call(ctx, v.stackAlloc, uint64(len(msg)+1)))
+		mem.Write(p1, msg)
+		mem.WriteByte(p1+uint32(len(msg)), 0)
+		p2 := uint32(v.call(ctx, v.stackAlloc, uint64(len(env)+1)))
+		mem.Write(p2, env)
+		mem.WriteByte(p2+uint32(len(env)), 0)
+		r := uint32(v.call(ctx, v.handle, uint64(p1), uint64(p2)))
+		for v.asyncData != 0 && !v.asyncRewinding {
+			// An Asyncify import unwound the stack: resume like the glue does,
+			// by rewinding into handle (called without arguments).
+			v.call(ctx, v.asyncStopUnwind)
+			v.asyncRewinding = true
+			v.call(ctx, v.asyncStartRewind, uint64(v.asyncData))
+			r = uint32(v.call(ctx, v.handle, 0, 0))
+		}
+		out = []byte(cString(v.mod.Memory(), r))
+		v.stackRestore(ctx, sp)
+		if v.asyncifyState != nil && v.call(ctx, v.asyncifyState) != 0 {
+			panic(errors.New("asyncify state not normal after handle"))
+		}
+	})
+	return out, err
+}
+
+// evaluate runs one message and classifies the outcome: a Result (possibly
+// failed, deterministic) or an error (host-side, not part of the process's
+// history: deadline, cancellation, WeaveDrive I/O).
+func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
+	if v.drive != nil {
+		v.blockHeight = blockHeightOf(msg)
+	}
+	out, err := v.handleRaw(ctx, msg, env)
+	if err != nil {
+		var de *driveError
+		var ee *sys.ExitError
+		var xe *exitError
+		switch {
+		case errors.As(err, &de):
+			return nil, de
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("wasm: handle: %w", ctx.Err())
+		case errors.As(err, &ee):
+			return nil, fmt.Errorf("wasm: handle: instance closed (exit code %d)", ee.ExitCode())
+		case errors.As(err, &xe):
+			return errorResult(xe.Error(), v.gasUsed), nil
+		case errors.Is(err, errOutOfGas):
+			return errorResult(errOutOfGas.Error(), v.gasUsed), nil
+		case errors.Is(err, errAbort):
+			return errorResult("Aborted("+errAbort.Error()+")", v.gasUsed), nil
+		}
+		msg := err.Error()
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		return errorResult(msg, v.gasUsed), nil
+	}
+	var top struct {
+		OK       bool            `json:"ok"`
+		Response json.RawMessage `json:"response"`
+	}
+	if err := json.Unmarshal(out, &top); err != nil {
+		return errorResult("invalid handle output: "+err.Error(), v.gasUsed), nil
+	}
+	if !top.OK {
+		r := &Result{Error: top.Response, GasUsed: v.gasUsed, Patches: emptyArray}
+		if isNull(r.Error) {
+			r.Error = json.RawMessage(`"null"`)
+		}
+		return r, nil
+	}
+	r := &Result{GasUsed: v.gasUsed}
+	if err := json.Unmarshal(top.Response, r); err != nil {
+		return errorResult("invalid handle response: "+err.Error(), v.gasUsed), nil
+	}
+	for _, f := range []*json.RawMessage{&r.Output, &r.Messages, &r.Spawns, &r.Assignments, &r.Error, &r.Patches} {
+		if isNull(*f) {
+			*f = nil
+		}
+	}
+	if r.Patches == nil {
+		r.Patches = emptyArray
+	}
+	return r, nil
+}
+
+var emptyArray = json.RawMessage(`[]`)
+
+func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
+
+func errorResult(msg string, gas uint64) *Result {
+	b, _ := json.Marshal(msg)
+	return &Result{Error: b, GasUsed: gas, Patches: emptyArray}
+}
+
+func blockHeightOf(msg []byte) int64 {
+	var m struct {
+		H json.Number `json:"Block-Height"`
+	}
+	if json.Unmarshal(msg, &m) != nil {
+		return 0
+	}
+	h, err := m.H.Int64()
+	if err != nil {
+		f, _ := m.H.Float64()
+		return int64(f)
+	}
+	return h
+}
+
+// Handle evaluates one message: msg and env are the JSON documents of
+// units.md §5.6/§5.7, passed byte for byte to the process (give the bytes a
+// reference CU would produce with JSON.stringify for identical memory).
+//
+// A failed message yields a Result with Error and leaves the memory as it was
+// before the message, like the reference CU. A non-nil error means the
+// message was not evaluated at all (ctx deadline or cancellation, a
+// WeaveDrive backend failure, a closed instance); memory is rolled back too,
+// and the caller decides whether to retry or record an error.
+func (in *Instance) Handle(ctx context.Context, msg, env []byte) (*Result, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil, errors.New("wasm: instance is closed")
+	}
+	start := time.Now()
+	var drive []driveOutcome
+	in.vm.record = &drive
+	r, err := in.vm.evaluate(ctx, msg, env)
+	in.vm.record = nil
+	if err == nil && !r.Failed() {
+		in.record(msg, env, drive, time.Since(start))
+		return r, nil
+	}
+	if rerr := in.rollback(ctx); rerr != nil {
+		in.closed = true
+		return nil, fmt.Errorf("wasm: rollback after failed message: %w", rerr)
+	}
+	return r, err
+}
+
+func (in *Instance) record(msg, env []byte, drive []driveOutcome, cost time.Duration) {
+	in.journal = append(in.journal, entry{bytes.Clone(msg), bytes.Clone(env), drive})
+	in.journalSize += len(msg) + len(env)
+	in.journalCost += cost
+	if len(in.journal) >= journalMaxEntries || in.journalSize >= journalMaxBytes || in.journalCost >= journalMaxCost {
+		// Reuse the old base's buffer: fresh 100 MB allocations cost more in
+		// page faults than the copy itself.
+		mem := in.vm.mod.Memory()
+		b, _ := mem.Read(0, mem.Size())
+		in.rebase(append(in.base[:0:cap(in.base)], b...))
+	}
+}
+
+func (in *Instance) rebase(image []byte) {
+	in.base, in.baseNow = image, in.vm.now
+	in.journal, in.journalSize, in.journalCost = nil, 0, 0
+}
+
+// rollback replaces the live instance by one holding the memory from before
+// the failed message, exactly as the reference CU gets it: a fresh instance
+// into which the previous memory image is written.
+func (in *Instance) rollback(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	in.vm.mod.Close(ctx)
+	v, err := in.m.newVM(ctx, in.cfg, in.base, in.baseNow)
+	if err != nil {
+		return err
+	}
+	for i, e := range in.journal {
+		drive := e.drive
+		v.replay = &drive
+		r, err := v.evaluate(ctx, e.msg, e.env)
+		v.replay = nil
+		if err == nil && r.Failed() {
+			err = fmt.Errorf("replayed message %d failed: %s", i, r.Error)
+		}
+		if err != nil {
+			v.mod.Close(ctx)
+			return err
+		}
+	}
+	if len(in.journal) > 0 {
+		// The reference writes the previous image into a fresh instance; its
+		// memory size then follows one resize from the initial size, which
+		// can differ from the size reached by growing step by step.
+		image := v.snapshot()
+		want := uint64(in.m.minPages) * 65536
+		if want < uint64(len(image)) {
+			want = growTarget(want, uint64(len(image)), v.heapMax, 1)
+		}
+		if want != uint64(len(image)) {
+			now := v.now
+			v.mod.Close(ctx)
+			if v, err = in.m.newVM(ctx, in.cfg, image, now); err != nil {
+				return err
+			}
+		}
+		in.vm = v
+		in.rebase(image)
+		return nil
+	}
+	in.vm = v
+	return nil
+}
+
+func (v *vm) snapshot() []byte {
+	mem := v.mod.Memory()
+	b, _ := mem.Read(0, mem.Size())
+	return bytes.Clone(b)
+}
+
+func (in *Instance) snapshot() []byte { return in.vm.snapshot() }
+
+// Snapshot returns a copy of the process memory: the checkpoint format of the
+// reference CU (hash it, gzip it). Module.Restore continues from it.
+func (in *Instance) Snapshot() []byte {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	img := in.snapshot()
+	// The copy doubles as a rollback base; keep our own so the caller may
+	// modify theirs.
+	in.rebase(bytes.Clone(img))
+	return img
+}
+
+// MemorySize returns the current linear memory size in bytes.
+func (in *Instance) MemorySize() uint64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return uint64(in.vm.mod.Memory().Size())
+}
+
+// Close releases the instance.
+func (in *Instance) Close(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil
+	}
+	in.closed = true
+	return in.vm.mod.Close(ctx)
+}

@@ -1,0 +1,188 @@
+// Package wasm runs AO process modules (emscripten-built Lua/aos WASM) for the
+// Compute Unit on wazero, reproducing what the reference JavaScript host
+// (@permaweb/ao-loader 0.0.49) does: the emscripten ABI imports, the
+// handle(msg, env) protocol, memory growth policy and memory-image
+// checkpoints (docs: shared/spec/runtime.md).
+//
+// The host is sealed: process code cannot run commands, open host files or
+// observe host time; everything it sees comes from the message, the env and
+// deterministic host functions, so two CUs compute the same results.
+package wasm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Options describe a module (its tags, units.md §5.3) and how to compile it.
+type Options struct {
+	// Format is the module's Module-Format tag.
+	Format string
+	// Extensions are the module's Extension tag values. Only "WeaveDrive" is
+	// known; any other makes Compile fail with an *UnsupportedError.
+	Extensions []string
+	// CacheDir, if set, keeps wazero's compiled machine code there, so that a
+	// restarted CU (or test binary) does not recompile aos (seconds of CPU).
+	CacheDir string
+	// Uninterruptible compiles without wazero's termination checks (a check
+	// on every loop back-edge and call). Messages run 2-3x faster, but a
+	// ctx deadline or cancellation can no longer stop a running message, so
+	// a `while true do end` holds its goroutine forever. Only for trusted
+	// modules and benchmarks.
+	Uninterruptible bool
+}
+
+// Module is a compiled process module. It is safe for concurrent use; each
+// process gets its own Instance.
+type Module struct {
+	format     format
+	weaveDrive bool
+	rt         wazero.Runtime
+	compiled   wazero.CompiledModule
+	maxPages   uint32 // declared memory maximum
+	minPages   uint32
+	sigs       map[string]api.FunctionDefinition // exports by name
+}
+
+var (
+	cachesMu sync.Mutex
+	caches   = map[string]wazero.CompilationCache{}
+)
+
+func compilationCache(dir string) (wazero.CompilationCache, error) {
+	cachesMu.Lock()
+	defer cachesMu.Unlock()
+	if c, ok := caches[dir]; ok {
+		return c, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	c, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	caches[dir] = c
+	return c, nil
+}
+
+// Compile validates and compiles a module. Errors for modules this runtime
+// cannot run match ErrUnsupported; compile once per module id and reuse.
+func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
+	f, err := lookupFormat(opts.Format)
+	if err != nil {
+		return nil, err
+	}
+	m := &Module{format: f}
+	for _, e := range opts.Extensions {
+		if e != ExtensionWeaveDrive {
+			return nil, &UnsupportedError{Kind: "Extension", Value: e}
+		}
+		m.weaveDrive = true
+	}
+
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCoreFeatures(api.CoreFeaturesV2).
+		// A deadline or cancellation of the ctx given to Handle stops a
+		// runaway process; the instance is then rebuilt from its last good state.
+		WithCloseOnContextDone(!opts.Uninterruptible)
+	if opts.CacheDir != "" {
+		cache, err := compilationCache(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: compilation cache: %w", err)
+		}
+		cfg = cfg.WithCompilationCache(cache)
+	}
+	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	ok := false
+	defer func() {
+		if !ok {
+			m.rt.Close(ctx)
+		}
+	}()
+
+	m.compiled, err = m.rt.CompileModule(ctx, bin)
+	if err != nil {
+		return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
+	}
+	mems := m.compiled.ExportedMemories()
+	mem, found := mems["memory"]
+	if !found {
+		return nil, &UnsupportedError{Kind: "export", Value: "memory", Reason: "missing"}
+	}
+	m.minPages = mem.Min()
+	m.maxPages = 65536
+	if mx, ok := mem.Max(); ok {
+		m.maxPages = mx
+	}
+	m.sigs = m.compiled.ExportedFunctions()
+	if err := m.checkExports(); err != nil {
+		return nil, err
+	}
+	if err := m.buildHost(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return m, nil
+}
+
+// Close releases the compiled code and every instance of the module.
+func (m *Module) Close(ctx context.Context) error { return m.rt.Close(ctx) }
+
+// Format returns the module's Module-Format.
+func (m *Module) Format() string { return m.format.name }
+
+type sig struct{ params, results []api.ValueType }
+
+var (
+	i32 = api.ValueTypeI32
+	f64 = api.ValueTypeF64
+)
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkExports makes sure the exports the host protocol needs exist with
+// wasm32 signatures, under either naming generation of the stack helpers.
+func (m *Module) checkExports() error {
+	need := map[string]sig{
+		"handle":   {[]api.ValueType{i32, i32}, []api.ValueType{i32}},
+		"setThrew": {[]api.ValueType{i32, i32}, nil},
+	}
+	if m.format.callsMain {
+		need["main"] = sig{[]api.ValueType{i32, i32}, []api.ValueType{i32}}
+	}
+	if _, ok := m.sigs["_emscripten_stack_alloc"]; ok {
+		need["_emscripten_stack_alloc"] = sig{[]api.ValueType{i32}, []api.ValueType{i32}}
+		need["_emscripten_stack_restore"] = sig{[]api.ValueType{i32}, nil}
+		need["emscripten_stack_get_current"] = sig{nil, []api.ValueType{i32}}
+	} else {
+		need["stackAlloc"] = sig{[]api.ValueType{i32}, []api.ValueType{i32}}
+		need["stackRestore"] = sig{[]api.ValueType{i32}, nil}
+		need["stackSave"] = sig{nil, []api.ValueType{i32}}
+	}
+	for name, s := range need {
+		d, ok := m.sigs[name]
+		if !ok {
+			return &UnsupportedError{Kind: "export", Value: name, Reason: "missing"}
+		}
+		if !sameTypes(d.ParamTypes(), s.params) || !sameTypes(d.ResultTypes(), s.results) {
+			return &UnsupportedError{Kind: "export", Value: name, Reason: "signature is not wasm32"}
+		}
+	}
+	return nil
+}
