@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/aonode/aonode/cu/wasm/meter"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental/table"
@@ -187,6 +188,35 @@ var imports = map[string]hostFn{
 	}),
 }
 
+// fuelQuantum is the fuel given per refill: about a few milliseconds of
+// aos work, so a deadline stops a runaway message within milliseconds while
+// the host is asked rarely enough to cost nothing measurable.
+const fuelQuantum = 1 << 22
+
+// fuelFor is the fuel a call under ctx starts with and gets per refill: a
+// ctx that can never be done needs no checks.
+func fuelFor(ctx context.Context) uint64 {
+	if ctx.Done() == nil {
+		return math.MaxInt64
+	}
+	return fuelQuantum
+}
+
+// outOfFuel is the meter.FuelImportName import: the process used up its
+// fuel. Continue with more unless the ctx is done; then abort the call, like
+// the other host aborts, by panicking (evaluate maps it to ctx.Err()).
+func outOfFuel(d api.FunctionDefinition) api.GoModuleFunc {
+	if !is(d, []api.ValueType{api.ValueTypeI64}, api.ValueTypeI64) {
+		return nil
+	}
+	return func(ctx context.Context, _ api.Module, stack []uint64) {
+		if err := ctx.Err(); err != nil {
+			panic(err)
+		}
+		stack[0] = fuelFor(ctx)
+	}
+}
+
 // buildHost registers, for every function the module imports, an
 // implementation with exactly the declared signature.
 func (m *Module) buildHost(ctx context.Context) error {
@@ -195,11 +225,17 @@ func (m *Module) buildHost(ctx context.Context) error {
 		modName, name, _ := d.Import()
 		switch modName {
 		case "env", "wasi_snapshot_preview1", "metering":
+		case meter.FuelImportModule:
+			if !m.fuel || name != meter.FuelImportName {
+				return &UnsupportedError{Kind: "import", Value: modName + "." + name}
+			}
 		default:
 			return &UnsupportedError{Kind: "import", Value: modName + "." + name}
 		}
 		var impl api.GoModuleFunc
-		if strings.HasPrefix(name, "invoke_") {
+		if modName == meter.FuelImportModule {
+			impl = outOfFuel(d)
+		} else if strings.HasPrefix(name, "invoke_") {
 			impl = invoke(d)
 		} else if mk, ok := imports[name]; ok {
 			impl = mk(d)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aonode/aonode/cu/wasm/meter"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -98,6 +99,7 @@ type vm struct {
 	// Asyncify emulation for the WeaveDrive imports (see asyncImport).
 	asyncStart, asyncStopUnwind, asyncStartRewind, asyncStopRewind api.Function
 	asyncData                                                      uint32
+	fuel                                                           api.MutableGlobal // nil when uninterruptible
 	asyncResult                                                    uint64
 	asyncRewinding                                                 bool
 
@@ -192,6 +194,13 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, now float6
 	v.malloc = pick("malloc")
 	v.asyncifyState = pick("asyncify_get_state")
 	v.free = pick("free")
+	if m.fuel {
+		g, ok := mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+		if !ok {
+			return nil, fmt.Errorf("wasm: instantiate: no fuel global")
+		}
+		v.fuel = g
+	}
 	if v.asyncifyState != nil && v.malloc != nil && v.free != nil {
 		v.asyncStart = pick("asyncify_start_unwind")
 		v.asyncStopUnwind = pick("asyncify_stop_unwind")
@@ -330,6 +339,10 @@ func (v *vm) safeCall(ctx context.Context, f func()) (err error) {
 func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err error) {
 	ctx = context.WithValue(ctx, vmKey{}, v)
 	v.gasUsed = 0
+	if v.fuel != nil {
+		// Fuel left by an earlier call may be for a ctx without deadline.
+		v.fuel.Set(fuelFor(ctx))
+	}
 	err = v.safeCall(ctx, func() {
 		sp := v.stackSave(ctx)
 		mem := v.mod.Memory()

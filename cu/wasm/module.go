@@ -15,6 +15,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/aonode/aonode/cu/wasm/meter"
+	"github.com/aonode/aonode/cu/wasm/wasmbin"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -29,10 +31,10 @@ type Options struct {
 	// CacheDir, if set, keeps wazero's compiled machine code there, so that a
 	// restarted CU (or test binary) does not recompile aos (seconds of CPU).
 	CacheDir string
-	// Uninterruptible compiles without wazero's termination checks (a check
-	// on every loop back-edge and call). Messages run 2-3x faster, but a
-	// ctx deadline or cancellation can no longer stop a running message, so
-	// a `while true do end` holds its goroutine forever. Only for trusted
+	// Uninterruptible compiles without the fuel checks that let a ctx
+	// deadline or cancellation stop a running message (a check at every
+	// function entry and loop header). Messages run slightly faster, but a
+	// `while true do end` then holds its goroutine forever. Only for trusted
 	// modules and benchmarks.
 	Uninterruptible bool
 }
@@ -47,6 +49,18 @@ type Module struct {
 	maxPages   uint32 // declared memory maximum
 	minPages   uint32
 	sigs       map[string]api.FunctionDefinition // exports by name
+	fuel       bool                              // instrumented by meter.AddFuel
+}
+
+func addFuel(bin []byte) ([]byte, error) {
+	wm, err := wasmbin.Decode(bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := meter.AddFuel(wm); err != nil {
+		return nil, err
+	}
+	return wm.Encode(), nil
 }
 
 var (
@@ -86,11 +100,18 @@ func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
 		m.weaveDrive = true
 	}
 
-	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCoreFeatures(api.CoreFeaturesV2).
+	if !opts.Uninterruptible {
 		// A deadline or cancellation of the ctx given to Handle stops a
-		// runaway process; the instance is then rebuilt from its last good state.
-		WithCloseOnContextDone(!opts.Uninterruptible)
+		// runaway process at its next fuel check (see outOfFuel); the
+		// instance is then rebuilt from its last good state. wazero's own
+		// WithCloseOnContextDone would do the same with a check on every
+		// call and loop back-edge, which costs 2-3x in speed.
+		if bin, err = addFuel(bin); err != nil {
+			return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
+		}
+		m.fuel = true
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2)
 	if opts.CacheDir != "" {
 		cache, err := compilationCache(opts.CacheDir)
 		if err != nil {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/wallet"
+)
+
+func init() { root.subs = append(root.subs, cuCmd) }
+
+var cuCmd = &command{
+	name:    "cu",
+	summary: "run a Compute Unit",
+	help: `Runs an AO Compute Unit with the reference CU's HTTP API: GET /, /result/{message}?process-id=,
+/results/{process} (from, to, sort, limit), POST /dry-run?process-id=, /state/{process},
+/cron/{process}, /metrics.
+
+Each process's SU is found from its Scheduler tag through the gateway's newest
+Scheduler-Location record, unless --su-url names one SU for every process. Modules and
+metadata come from --gateway-url (default $GATEWAY_URL, then http://localhost:4000).
+Results and checkpoints live in --data. Live instances beyond --memory-budget are
+checkpointed and evicted. The CU wallet (default DATA/cu-wallet.json, created on first
+start) signs published checkpoints (--publish-checkpoints INTERVAL).`,
+	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		port := fs.Int("port", 4004, "listen `PORT`")
+		host := fs.String("host", "0.0.0.0", "listen `ADDRESS`")
+		data := fs.String("data", filepath.Join(".aonode", "cu"), "data `DIR`")
+		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "gateway `URL` (default $GATEWAY_URL, then the local gateway)")
+		suURL := fs.String("su-url", "", "use this SU `URL` for every process instead of locating it")
+		walletPath := fs.String("wallet", "", "CU wallet `FILE` (default DIR/cu-wallet.json)")
+		budget := fs.Int64("memory-budget", 1<<30, "memory of live instances in `BYTES` before evicting to checkpoints")
+		every := fs.Int("checkpoint-every", 1000, "write a file checkpoint every `N` evaluated messages (negative: only on eviction)")
+		publish := fs.Duration("publish-checkpoints", 0, "publish a Checkpoint item per process at most once per `INTERVAL` (0: never)")
+		timeout := fs.Duration("message-timeout", 30*time.Second, "evaluation deadline per message")
+		verbose := fs.Bool("v", false, "log informational messages too")
+		return func(ctx context.Context, args []string) error {
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			if *walletPath == "" {
+				*walletPath = filepath.Join(*data, "cu-wallet.json")
+			}
+			w, err := loadOrCreateWallet(*walletPath, wallet.Arweave)
+			if err != nil {
+				return err
+			}
+			gw := cu.NewHTTPGateway(*gateway)
+			srv, err := cu.New(ctx, cu.Config{
+				DataDir: *data, Scheduler: cu.NewHTTPScheduler(*suURL, gw), Gateway: gw, Signer: w,
+				MemoryBudget: *budget, CheckpointEvery: *every, PublishInterval: *publish, MessageTimeout: *timeout,
+				Logger: logger(*verbose),
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			ln, err := listen(*host, *port)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "aonode cu: listening on http://%s, CU address %s, gateway %s\n", ln.Addr(), srv.Address(), *gateway)
+			return serveHTTP(ctx, ln, srv.Handler())
+		}
+	},
+}

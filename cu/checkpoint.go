@@ -1,0 +1,223 @@
+package cu
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/cu/wasm"
+)
+
+// Checkpoints are the process memory, gzipped, in a file named by the SHA-256
+// of the uncompressed bytes (content-addressed: a corrupt file is detected on
+// load and the process replays instead). The store row beside it holds the
+// position to continue from. Only the newest checkpoint of a process is kept.
+
+type checkpointState struct {
+	Pos  position `json:"pos"`
+	Size int      `json:"size"`
+}
+
+func (s *Server) checkpointPath(sha string) string {
+	return filepath.Join(s.cfg.DataDir, "checkpoints", sha+".gz")
+}
+
+// checkpoint writes p's memory and position (p.mu held).
+func (s *Server) checkpoint(ctx context.Context, p *proc) error {
+	if p.inst == nil {
+		return nil
+	}
+	mem := p.inst.Snapshot()
+	sum := sha256.Sum256(mem)
+	sha := hex.EncodeToString(sum[:])
+	oldSHA, _, had, err := s.store.checkpoint(ctx, p.info.pid)
+	if err != nil {
+		return err
+	}
+	path := s.checkpointPath(sha)
+	if _, err := os.Stat(path); err != nil {
+		if err := writeGzipFile(path, mem, gzip.BestSpeed); err != nil {
+			return err
+		}
+	}
+	state, _ := json.Marshal(checkpointState{Pos: p.pos, Size: len(mem)})
+	if err := s.store.putCheckpoint(context.WithoutCancel(ctx), p.info.pid, sha, state); err != nil {
+		return err
+	}
+	if had && oldSHA != sha {
+		os.Remove(s.checkpointPath(oldSHA))
+	}
+	p.dirty = 0
+	s.metrics.checkpoints.Add(1)
+	if s.cfg.PublishInterval > 0 && s.signer != nil && time.Since(p.pubAt) >= s.cfg.PublishInterval {
+		p.pubAt = time.Now()
+		item, err := s.checkpointItem(p, mem, sha)
+		if err != nil {
+			return err
+		}
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := s.gw.Upload(s.ctx, item); err != nil {
+				s.log.Warn("publishing checkpoint failed", "process", p.info.pid, "err", err)
+				return
+			}
+			s.metrics.published.Add(1)
+		}()
+	}
+	return nil
+}
+
+// checkpointItem builds the reference's Checkpoint data item (units.md §5.11).
+func (s *Server) checkpointItem(p *proc, mem []byte, sha string) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(mem)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	pos := p.pos
+	tags := []ans104.Tag{
+		{Name: "Data-Protocol", Value: "ao"}, {Name: "Variant", Value: "ao.TN.1"}, {Name: "Type", Value: "Checkpoint"},
+		{Name: "Module", Value: p.info.moduleID}, {Name: "Process", Value: p.info.pid},
+		{Name: "Nonce", Value: itoa(pos.Ordinate)}, {Name: "Timestamp", Value: itoa(pos.Timestamp)},
+		{Name: "Block-Height", Value: itoa(pos.Height)}, {Name: "Content-Type", Value: "application/octet-stream"},
+		{Name: "SHA-256", Value: sha}, {Name: "Content-Encoding", Value: "gzip"}, {Name: "Unit-Identifier", Value: s.unitID},
+		{Name: "Ordinate", Value: itoa(pos.Ordinate)},
+	}
+	if pos.Assignment != "" {
+		tags = append(tags, ans104.Tag{Name: "Assignment", Value: pos.Assignment}, ans104.Tag{Name: "Hash-Chain", Value: pos.HashChain},
+			ans104.Tag{Name: "Epoch", Value: strconv.FormatInt(pos.Epoch, 10)})
+	}
+	if pos.Cron != "" {
+		tags = append(tags, ans104.Tag{Name: "Cron-Interval", Value: pos.Cron})
+	}
+	it, err := ans104.Sign(s.signer, buf.Bytes(), ans104.Options{Tags: tags})
+	if err != nil {
+		return nil, fmt.Errorf("cu: sign checkpoint: %w", err)
+	}
+	return it.Bytes(), nil
+}
+
+// restore loads p's checkpoint into a new instance; ok is false when there is
+// none or it is unusable (then the caller replays from the start).
+func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config) (*wasm.Instance, position, bool) {
+	sha, state, ok, err := s.store.checkpoint(ctx, p.info.pid)
+	if err != nil || !ok {
+		return nil, position{}, false
+	}
+	var st checkpointState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, position{}, false
+	}
+	mem, err := readGzipFile(s.checkpointPath(sha), st.Size)
+	if err != nil {
+		s.log.Warn("checkpoint unreadable; replaying", "process", p.info.pid, "err", err)
+		return nil, position{}, false
+	}
+	if sum := sha256.Sum256(mem); hex.EncodeToString(sum[:]) != sha {
+		s.log.Warn("checkpoint hash mismatch; replaying", "process", p.info.pid)
+		return nil, position{}, false
+	}
+	inst, err := p.info.module.Restore(ctx, cfg, mem)
+	if err != nil {
+		s.log.Warn("checkpoint restore failed; replaying", "process", p.info.pid, "err", err)
+		return nil, position{}, false
+	}
+	return inst, st.Pos, true
+}
+
+func writeGzipFile(path string, data []byte, level int) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("cu: checkpoint dir: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("cu: checkpoint: %w", err)
+	}
+	defer os.Remove(f.Name())
+	zw, _ := gzip.NewWriterLevel(f, level)
+	_, err1 := zw.Write(data)
+	err2 := zw.Close()
+	err3 := f.Sync()
+	err4 := f.Close()
+	for _, e := range []error{err1, err2, err3, err4} {
+		if e != nil {
+			return fmt.Errorf("cu: checkpoint: %w", e)
+		}
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("cu: checkpoint: %w", err)
+	}
+	return nil
+}
+
+func readGzipFile(path string, size int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	if _, err := io.Copy(buf, zr); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// enforceBudget evicts least recently used instances (checkpointing them)
+// while live memory exceeds the budget. Busy processes are skipped.
+func (s *Server) enforceBudget(ctx context.Context) {
+	if s.cfg.MemoryBudget <= 0 {
+		return
+	}
+	s.mu.Lock()
+	var live []*proc
+	var total uint64
+	for _, p := range s.procs {
+		if p.size > 0 {
+			live = append(live, p)
+			total += p.size
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(live, func(i, j int) bool { return live[i].lastUse.Before(live[j].lastUse) })
+	for _, p := range live {
+		if total <= uint64(s.cfg.MemoryBudget) {
+			return
+		}
+		if !p.mu.TryLock() {
+			continue
+		}
+		if p.inst != nil {
+			if err := s.checkpoint(ctx, p); err != nil {
+				s.log.Warn("evict: checkpoint failed", "process", p.info.pid, "err", err)
+				p.mu.Unlock()
+				continue
+			}
+			p.inst.Close(ctx)
+			p.inst = nil
+			s.metrics.evictions.Add(1)
+		}
+		s.mu.Lock()
+		total -= p.size
+		p.size = 0
+		s.mu.Unlock()
+		p.mu.Unlock()
+	}
+}

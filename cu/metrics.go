@@ -1,0 +1,64 @@
+package cu
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// metrics are the CU's counters in the Prometheus text format, kept by hand
+// (no metrics library), as the SU does.
+type metrics struct {
+	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns atomic.Int64
+
+	mu       sync.Mutex
+	messages int64
+	seconds  float64
+}
+
+func newMetrics() *metrics { return &metrics{} }
+
+func (m *metrics) observe(d time.Duration) {
+	m.mu.Lock()
+	m.messages++
+	m.seconds += d.Seconds()
+	m.mu.Unlock()
+}
+
+func (s *Server) writeMetrics(w io.Writer) {
+	m := s.metrics
+	m.mu.Lock()
+	msgs, secs := m.messages, m.seconds
+	m.mu.Unlock()
+	s.mu.Lock()
+	var live int
+	var mem uint64
+	for _, p := range s.procs {
+		if p.size > 0 {
+			live++
+			mem += p.size
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range []struct {
+		name, help, kind string
+		v                any
+	}{
+		{"ao_cu_http_requests_total", "HTTP requests served.", "counter", m.requests.Load()},
+		{"ao_cu_messages_evaluated_total", "Messages evaluated (including cron and dry-run).", "counter", msgs},
+		{"ao_cu_evaluation_seconds_total", "Time spent evaluating messages.", "counter", secs},
+		{"ao_cu_message_timeouts_total", "Messages that ran past the per-message deadline.", "counter", m.timeouts.Load()},
+		{"ao_cu_dry_runs_total", "Dry-runs evaluated.", "counter", m.dryRuns.Load()},
+		{"ao_cu_checkpoints_total", "File checkpoints written.", "counter", m.checkpoints.Load()},
+		{"ao_cu_checkpoints_published_total", "Checkpoint items uploaded.", "counter", m.published.Load()},
+		{"ao_cu_restores_total", "Instances restored from a checkpoint.", "counter", m.restores.Load()},
+		{"ao_cu_cold_starts_total", "Instances started from scratch (full replay).", "counter", m.coldStarts.Load()},
+		{"ao_cu_evictions_total", "Instances evicted to keep the memory budget.", "counter", m.evictions.Load()},
+		{"ao_cu_live_instances", "Live process instances.", "gauge", live},
+		{"ao_cu_live_memory_bytes", "Linear memory of live instances.", "gauge", mem},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", c.name, c.help, c.name, c.kind, c.name, c.v)
+	}
+}

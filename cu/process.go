@@ -1,0 +1,628 @@
+package cu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/sha3"
+
+	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/cu/wasm"
+	"github.com/aonode/aonode/su"
+)
+
+func keccak256(b []byte) []byte {
+	h := sha3.NewLegacyKeccak256()
+	h.Write(b)
+	return h.Sum(nil)
+}
+
+// HTTPError is an error with the status the reference CU answers it with.
+type HTTPError struct {
+	Code int
+	Msg  string
+}
+
+func (e *HTTPError) Error() string { return e.Msg }
+
+func httpErr(code int, format string, args ...any) error {
+	return &HTTPError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrChain is returned (wrapped) when a schedule fails Hash-Chain or nonce
+// verification; nothing after the broken link is evaluated.
+var ErrChain = errors.New("cu: schedule verification failed")
+
+// procInfo is what does not change during a process's life.
+type procInfo struct {
+	pid, owner       string
+	tags             []su.TagJSON
+	data             *string
+	timestamp        int64 // SU process timestamp
+	height           int64 // SU process block height
+	moduleID         string
+	module           *wasm.Module
+	env              []byte
+	crons            []cronSpec
+	hasBlockCrons    bool
+	memLimit         int64
+	computeLimit     int64
+	messageTimeLimit time.Duration
+}
+
+// position is where evaluation stands: all that is needed, with the memory,
+// to continue. It is saved with every checkpoint.
+type position struct {
+	SUCursor   string `json:"suCursor"`   // "from" of the next SU page
+	Nonce      int64  `json:"nonce"`      // last scheduled nonce, -1 before the first
+	Epoch      int64  `json:"epoch"`      //
+	Assignment string `json:"assignment"` // last scheduled assignment id
+	HashChain  string `json:"hashChain"`  // and its Hash-Chain
+	LeftTS     int64  `json:"leftTs"`     // last scheduled message timestamp (cron left edge)
+	Height     int64  `json:"height"`     // current block height (cron Block-Height)
+	CronNext   int64  `json:"cronNext"`   // next cron tick to consider (ms)
+	Timestamp  int64  `json:"timestamp"`  // last evaluated timestamp
+	Ordinate   int64  `json:"ordinate"`   // last evaluated ordinate
+	Cron       string `json:"cron"`       // last evaluated cron id
+	Injected   bool   `json:"injected"`   // legacy process message was injected
+	Evaluated  int64  `json:"evaluated"`  // messages evaluated in total
+}
+
+func startPosition() position { return position{Nonce: -1} }
+
+// proc is one process on this CU. mu serialises its evaluation: one
+// process's messages run strictly in order, different processes in parallel.
+type proc struct {
+	mu      sync.Mutex
+	info    *procInfo
+	inst    *wasm.Instance
+	pos     position
+	dirty   int       // messages since the last file checkpoint
+	lastUse time.Time // for the LRU (guarded by Server.mu)
+	size    uint64    // memory of inst (guarded by Server.mu)
+	pubAt   time.Time // last published checkpoint
+}
+
+// process returns the proc for pid, loading its metadata on first use.
+func (s *Server) process(ctx context.Context, pid string) (*proc, error) {
+	s.mu.Lock()
+	p, ok := s.procs[pid]
+	if !ok {
+		p = &proc{pos: startPosition()}
+		s.procs[pid] = p
+	}
+	s.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.info == nil {
+		info, err := s.loadInfo(ctx, pid)
+		if err != nil {
+			return nil, err
+		}
+		p.info = info
+	}
+	return p, nil
+}
+
+// loadInfo reads the process from its SU and the module from the gateway and
+// applies the reference's checks (units.md §5.3).
+func (s *Server) loadInfo(ctx context.Context, pid string) (*procInfo, error) {
+	pj, err := s.sched.Process(ctx, pid)
+	if errors.Is(err, ErrNotFound) {
+		return nil, httpErr(http.StatusNotFound, "Process %s was not found on its scheduler", pid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	has := func(tags []su.TagJSON, name, want string) bool {
+		v, _ := tagValue(tags, name)
+		return strings.Contains(v, want)
+	}
+	if !has(pj.Tags, "Data-Protocol", "ao") || !has(pj.Tags, "Type", "Process") {
+		return nil, httpErr(http.StatusUnprocessableEntity, "%s is not an ao Process", pid)
+	}
+	modID, ok := tagValue(pj.Tags, "Module")
+	if !ok {
+		return nil, httpErr(http.StatusUnprocessableEntity, "Process %s has no Module tag", pid)
+	}
+	height, _ := jsParseInt(pj.Block)
+	info := &procInfo{pid: pid, owner: ownerAddress(pj.Owner.Address, pj.Owner.Key), tags: pj.Tags, data: pj.Data,
+		timestamp: pj.Timestamp, height: height, moduleID: modID, messageTimeLimit: s.cfg.MessageTimeout}
+	mtx, err := s.gw.Tx(ctx, modID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, httpErr(http.StatusNotFound, "Module %s was not found on the gateway", modID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	format, _ := tagValue(mtx.Tags, "Module-Format")
+	if !slices.Contains(supportedFormats, format) {
+		return nil, httpErr(http.StatusUnprocessableEntity, "Module-Format for module %q is not supported", modID)
+	}
+	for _, enc := range []string{"Input-Encoding", "Output-Encoding"} {
+		if _, ok := tagValue(mtx.Tags, enc); !ok {
+			return nil, httpErr(http.StatusUnprocessableEntity, "%s for module %q is not supported", enc, modID)
+		}
+	}
+	limit := func(name string, max int64, parse func(string) (int64, bool)) (int64, error) {
+		v, ok := tagValue(pj.Tags, name)
+		if !ok {
+			v, ok = tagValue(mtx.Tags, name)
+		}
+		n, okp := parse(v)
+		if !ok || !okp || n > max {
+			return 0, httpErr(http.StatusRequestEntityTooLarge, "%s for process %q exceeds supported limit", name, pid)
+		}
+		return n, nil
+	}
+	if info.memLimit, err = limit("Memory-Limit", s.cfg.MaxMemory, parseMemoryLimit); err != nil {
+		return nil, err
+	}
+	if info.computeLimit, err = limit("Compute-Limit", s.cfg.MaxCompute, jsParseInt); err != nil {
+		return nil, err
+	}
+	var exts []string
+	for _, t := range mtx.Tags {
+		if t.Name == "Extension" {
+			exts = append(exts, t.Value)
+		}
+	}
+	if info.crons, err = parseCrons(pj.Tags); err != nil {
+		return nil, httpErr(http.StatusUnprocessableEntity, "%v", err)
+	}
+	for _, c := range info.crons {
+		info.hasBlockCrons = info.hasBlockCrons || c.Blocks > 0
+	}
+	if info.module, err = s.compile(ctx, modID, format, exts); err != nil {
+		return nil, err
+	}
+	info.env, err = jsonText(envDoc(pid, info.owner, pj.Tags, modID, ownerAddress(mtx.Owner, mtx.OwnerKey), mtx.Tags))
+	if err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+var supportedFormats = []string{wasm.FormatEmscripten, wasm.FormatEmscripten2, wasm.FormatEmscripten3, wasm.FormatEmscripten4,
+	wasm.FormatWasm64, wasm.FormatEmscriptenMetering, wasm.FormatWasm64Metering}
+
+type modEntry struct {
+	once sync.Once
+	mod  *wasm.Module
+	err  error
+}
+
+// compile compiles a module once per id (concurrent callers share it).
+func (s *Server) compile(ctx context.Context, id, format string, exts []string) (*wasm.Module, error) {
+	s.mu.Lock()
+	e, ok := s.modules[id]
+	if !ok {
+		e = &modEntry{}
+		s.modules[id] = e
+	}
+	s.mu.Unlock()
+	e.once.Do(func() {
+		bin, err := s.gw.Raw(ctx, id)
+		if err != nil {
+			e.err = fmt.Errorf("cu: module %s: %w", id, err)
+			return
+		}
+		e.mod, e.err = wasm.Compile(context.WithoutCancel(ctx), bin, wasm.Options{Format: format, Extensions: exts, CacheDir: s.cfg.cacheDir()})
+		if errors.Is(e.err, wasm.ErrUnsupported) {
+			e.err = httpErr(http.StatusUnprocessableEntity, "Module %s is not supported: %v", id, e.err)
+		}
+	})
+	if e.err != nil {
+		var he *HTTPError
+		if !errors.As(e.err, &he) { // transient: let a later request retry
+			s.mu.Lock()
+			delete(s.modules, id)
+			s.mu.Unlock()
+		}
+	}
+	return e.mod, e.err
+}
+
+// ensureInstance gives p a live instance: from its checkpoint, else fresh
+// (replaying from the start). p.mu is held.
+func (s *Server) ensureInstance(ctx context.Context, p *proc) error {
+	if p.inst != nil {
+		return nil
+	}
+	cfg := wasm.Config{ComputeLimit: uint64(p.info.computeLimit), Arweave: s.gw.Drive()}
+	if inst, pos, ok := s.restore(ctx, p, cfg); ok {
+		p.inst, p.pos, p.dirty = inst, pos, 0
+		s.metrics.restores.Add(1)
+	} else {
+		inst, err := p.info.module.Instantiate(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("cu: instantiate %s: %w", p.info.pid, err)
+		}
+		p.inst, p.pos, p.dirty = inst, startPosition(), 0
+		s.metrics.coldStarts.Add(1)
+	}
+	s.touch(p)
+	return nil
+}
+
+// evalOptions bound an evaluation run.
+type evalOptions struct {
+	to        string // SU timestamp to stop at (inclusive); "" = latest
+	cronToNow bool   // also generate crons up to the SU's clock
+}
+
+// evaluate brings p up to opts (p.mu held) and stores the results.
+func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error {
+	if err := s.ensureInstance(ctx, p); err != nil {
+		return err
+	}
+	var batch []evalRow
+	flush := func() error {
+		err := s.store.putEvals(context.WithoutCancel(ctx), batch)
+		batch = batch[:0]
+		return err
+	}
+	defer func() { s.touch(p) }()
+	for {
+		if opts.to != "" && p.pos.Nonce >= 0 && p.pos.SUCursor != "" {
+			if to, ok := jsParseInt(opts.to); ok && p.pos.LeftTS >= to {
+				break
+			}
+		}
+		page, err := s.sched.Messages(ctx, p.info.pid, p.pos.SUCursor, opts.to, s.cfg.PageSize)
+		if err != nil {
+			return errors.Join(err, flush())
+		}
+		for _, e := range page.Edges {
+			if err := s.step(ctx, p, e, &batch); err != nil {
+				return errors.Join(err, flush())
+			}
+			if len(batch) >= 256 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if !page.PageInfo.HasNextPage || len(page.Edges) == 0 {
+			break
+		}
+	}
+	if opts.cronToNow && len(p.info.crons) > 0 && p.pos.Nonce >= 0 {
+		now, _, err := s.sched.Now(ctx, p.info.pid)
+		if err != nil {
+			return errors.Join(err, flush())
+		}
+		if err := s.crons(ctx, p, now, &batch); err != nil {
+			return errors.Join(err, flush())
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if s.cfg.CheckpointEvery > 0 && p.dirty >= s.cfg.CheckpointEvery {
+		if err := s.checkpoint(ctx, p); err != nil {
+			s.log.Warn("checkpoint failed", "process", p.info.pid, "err", err)
+		}
+	}
+	return nil
+}
+
+// step verifies and evaluates one schedule edge.
+func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]evalRow) error {
+	a := &e.Node.Assignment
+	sl, err := assignmentNumbers(a)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrChain, err)
+	}
+	if p.pos.Nonce >= 0 && sl.Nonce <= p.pos.Nonce {
+		return nil // already evaluated (overlapping page)
+	}
+	if err := verifyLink(p.info.pid, p.pos, sl); err != nil {
+		return err
+	}
+	sl.Cursor = e.Cursor
+	// Legacy process: the process itself is evaluated first and not saved.
+	if p.pos.Nonce < 0 && !p.pos.Injected && (e.Node.Message == nil || e.Node.Message.ID != p.info.pid) {
+		if err := s.injectProcess(ctx, p); err != nil {
+			return err
+		}
+	}
+	if p.pos.Nonce >= 0 {
+		if err := s.crons(ctx, p, sl.Timestamp, batch); err != nil {
+			return err
+		}
+	}
+	var doc obj
+	if m := e.Node.Message; m != nil {
+		sl.MessageID = m.ID
+		doc = messageDoc(m, sl, p.info.pid)
+	} else {
+		if doc, err = s.hydrate(ctx, a, sl); err != nil {
+			return err
+		}
+		sl.MessageID = doc.get("Id").(string)
+	}
+	skip, err := s.store.evaluatedBefore(ctx, p.info.pid, sl.MessageID, sl.Nonce)
+	if err != nil {
+		return err
+	}
+	if !skip {
+		// Also dedupe within the unflushed batch.
+		for _, r := range *batch {
+			skip = skip || r.Cron == "" && r.MessageID == sl.MessageID
+		}
+	}
+	if !skip {
+		res, err := s.handle(ctx, p, doc)
+		if err != nil {
+			return err
+		}
+		*batch = append(*batch, evalRow{Process: p.info.pid, Timestamp: sl.Timestamp, Ordinate: sl.Nonce, MessageID: sl.MessageID,
+			Nonce: sl.Nonce, Height: sl.Height, IsError: res.isError, Result: res.json})
+		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
+	}
+	p.pos.SUCursor = sl.Cursor
+	p.pos.Nonce, p.pos.Epoch, p.pos.Assignment, p.pos.HashChain = sl.Nonce, sl.Epoch, sl.AssignmentID, sl.HashChain
+	p.pos.LeftTS, p.pos.Height, p.pos.CronNext = sl.Timestamp, sl.Height, sl.Timestamp
+	return nil
+}
+
+// verifyLink checks the legacy Hash-Chain and nonce succession (units.md §3.6).
+func verifyLink(pid string, pos position, sl slot) error {
+	links := []su.ChainLink{{Nonce: sl.Nonce, AssignmentID: sl.AssignmentID, HashChain: sl.HashChain}}
+	if pos.Nonce >= 0 {
+		links = append([]su.ChainLink{{Nonce: pos.Nonce, AssignmentID: pos.Assignment, HashChain: pos.HashChain}}, links...)
+		// VerifyHashChain checks the first link against the seed; check the
+		// pair by hand instead.
+		prevA, err1 := ans104.DecodeID(pos.Assignment)
+		prevH, err2 := ans104.DecodeID(pos.HashChain)
+		hc, err3 := ans104.DecodeID(sl.HashChain)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("%w at nonce %d: %v", ErrChain, sl.Nonce, err)
+		}
+		if sl.Nonce != pos.Nonce+1 {
+			return fmt.Errorf("%w: nonce %d follows %d", ErrChain, sl.Nonce, pos.Nonce)
+		}
+		if hc != su.HashChainNext(prevA, prevH) {
+			return fmt.Errorf("%w at nonce %d: Hash-Chain %s does not follow assignment %s", ErrChain, sl.Nonce, sl.HashChain, pos.Assignment)
+		}
+		return nil
+	}
+	if sl.Nonce != 0 {
+		return fmt.Errorf("%w: schedule starts at nonce %d", ErrChain, sl.Nonce)
+	}
+	if err := su.VerifyHashChain(pid, links); err != nil {
+		return fmt.Errorf("%w: %v", ErrChain, err)
+	}
+	return nil
+}
+
+// injectProcess evaluates a legacy process's own message (units.md §5.6).
+func (s *Server) injectProcess(ctx context.Context, p *proc) error {
+	data := ""
+	if b, err := s.gw.Raw(ctx, p.info.pid); err == nil {
+		data = string(b)
+	} else if p.info.data != nil {
+		data = *p.info.data
+	}
+	from := p.info.owner
+	if fp, _ := tagValue(p.info.tags, "From-Process"); fp != "" {
+		from = fp
+	}
+	doc := obj{{"Id", p.info.pid}, {"Data", data}, {"Owner", p.info.owner}, {"Target", p.info.pid}, {"From", from},
+		{"Tags", p.info.tags}, {"Timestamp", p.info.timestamp}, {"Block-Height", p.info.height}, {"Cron", false}, {"Read-Only", false}}
+	if _, err := s.handle(ctx, p, doc); err != nil {
+		return err
+	}
+	p.pos.Injected = true
+	return nil
+}
+
+// hydrate builds the message of a pure assignment from the gateway.
+func (s *Server) hydrate(ctx context.Context, a *su.AssignmentInnerJSON, sl slot) (obj, error) {
+	id, ok := tagValue(a.Tags, "Message")
+	if !ok {
+		return nil, fmt.Errorf("%w: assignment %s has no Message", ErrChain, a.ID)
+	}
+	excl := map[string]bool{}
+	for _, t := range a.Tags {
+		if t.Name == "Exclude" {
+			excl[t.Value] = true
+		}
+	}
+	tx, err := s.gw.Tx(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("cu: hydrate %s: %w", id, err)
+	}
+	m := &su.MessageInnerJSON{ID: id, Owner: su.OwnerJSON{Address: tx.Owner, Key: tx.OwnerKey}}
+	if !excl["Signature"] {
+		m.Signature = tx.Signature
+	}
+	if !excl["Anchor"] && tx.Anchor != "" {
+		m.Anchor = &tx.Anchor
+	}
+	if !excl["Tags"] {
+		m.Tags = tx.Tags
+	}
+	if m.Tags == nil {
+		m.Tags = []su.TagJSON{}
+	}
+	if !excl["Data"] {
+		b, err := s.gw.Raw(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("cu: hydrate %s: %w", id, err)
+		}
+		d := su.Lossy(b)
+		m.Data = &d
+	}
+	target, _ := tagValue(a.Tags, "Process")
+	_ = target
+	return messageDoc(m, sl, tx.Recipient), nil
+}
+
+// crons evaluates the cron messages due in [p.pos.CronNext, upto)
+// (units.md §5.10).
+func (s *Server) crons(ctx context.Context, p *proc, upto int64, batch *[]evalRow) error {
+	if len(p.info.crons) == 0 {
+		return nil
+	}
+	origin := floorDiv(p.info.timestamp, 1000)
+	var blocks []BlockMeta
+	if p.info.hasBlockCrons {
+		bs, err := s.gw.Blocks(ctx, p.pos.Height+1, 100)
+		if err != nil {
+			return err
+		}
+		blocks = bs
+	}
+	fire := func(c cronSpec, ts, height int64) error {
+		res, err := s.handle(ctx, p, cronDoc(p.info.pid, p.info.owner, c.Tags, ts, height))
+		if err != nil {
+			return err
+		}
+		*batch = append(*batch, evalRow{Process: p.info.pid, Timestamp: ts, Ordinate: p.pos.Nonce, Cron: c.ID, Nonce: -1,
+			Height: height, IsError: res.isError, Result: res.json})
+		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = ts, p.pos.Nonce, c.ID
+		return nil
+	}
+	tick := p.pos.CronNext
+	for ; tick < upto; tick += 1000 {
+		sec := floorDiv(tick, 1000)
+		for len(blocks) > 0 && sec >= floorDiv(blocks[0].Timestamp, 1000) {
+			b := blocks[0]
+			blocks = blocks[1:]
+			p.pos.Height = b.Height
+			for _, c := range p.info.crons {
+				if c.Blocks > 0 && b.Height != p.info.height && (b.Height-p.info.height)%c.Blocks == 0 {
+					if err := fire(c, b.Timestamp, b.Height); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if sec == origin {
+			continue
+		}
+		for _, c := range p.info.crons {
+			if c.Seconds > 0 && (sec-origin)%c.Seconds == 0 {
+				if err := fire(c, tick, p.pos.Height); err != nil {
+					return err
+				}
+			}
+		}
+		p.pos.CronNext = tick + 1000
+	}
+	p.pos.CronNext = max(p.pos.CronNext, tick)
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// evalResult is one stored evaluation.
+type evalResult struct {
+	json    []byte
+	isError bool
+}
+
+// handle runs one message with the per-message deadline and maps the result
+// (units.md §5.2). A message that runs past the deadline is recorded as an
+// Error result (memory rolled back), so one runaway loop cannot stall a
+// process forever; the reference has no such limit for unmetered modules.
+func (s *Server) handle(ctx context.Context, p *proc, doc obj) (evalResult, error) {
+	msg, err := jsonText(doc)
+	if err != nil {
+		return evalResult{}, err
+	}
+	select {
+	case s.workers <- struct{}{}:
+	case <-ctx.Done():
+		return evalResult{}, ctx.Err()
+	}
+	mctx, cancel := context.WithTimeout(ctx, p.info.messageTimeLimit)
+	start := time.Now()
+	r, err := p.inst.Handle(mctx, msg, p.info.env)
+	cancel()
+	<-s.workers
+	s.metrics.observe(time.Since(start))
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			s.metrics.timeouts.Add(1)
+			b, _ := jsonText(obj{{"Messages", []any{}}, {"Assignments", []any{}}, {"Spawns", []any{}},
+				{"Error", fmt.Sprintf("Evaluation exceeded the CU's time limit of %s per message", p.info.messageTimeLimit)}})
+			p.dirty++
+			return evalResult{json: b, isError: true}, nil
+		}
+		return evalResult{}, fmt.Errorf("cu: evaluate %s: %w", p.info.pid, err)
+	}
+	p.dirty++
+	p.pos.Evaluated++
+	return mapResult(r), nil
+}
+
+// mapResult turns a loader result into the reference /result JSON.
+func mapResult(r *wasm.Result) evalResult {
+	list := func(raw json.RawMessage) any {
+		if len(raw) == 0 || string(raw) == "null" {
+			return json.RawMessage("[]")
+		}
+		return raw
+	}
+	isErr := r.Failed()
+	out := obj{{"Messages", list(r.Messages)}, {"Assignments", list(r.Assignments)}, {"Spawns", list(r.Spawns)}}
+	if len(r.Output) > 0 {
+		o := r.Output
+		if len(o) > 0 && (o[0] == '-' || o[0] >= '0' && o[0] <= '9') {
+			b, _ := jsonText(string(o)) // a numeric Output is stringified
+			o = b
+		}
+		out = append(out, kv{"Output", o})
+		if !isErr && outputIsOOM(o) {
+			isErr = true
+		}
+	}
+	out = append(out, kv{"GasUsed", r.GasUsed})
+	if r.Failed() {
+		out = append(out, kv{"Error", r.Error})
+	} else if isErr {
+		out = append(out, kv{"Error", json.RawMessage(`"not enough memory for buffer allocation"`)})
+	}
+	b, _ := jsonText(out)
+	return evalResult{json: b, isError: isErr}
+}
+
+func outputIsOOM(o json.RawMessage) bool {
+	var s string
+	if json.Unmarshal(o, &s) != nil {
+		var d struct {
+			Data any `json:"data"`
+		}
+		if json.Unmarshal(o, &d) == nil {
+			s, _ = d.Data.(string)
+		}
+	}
+	return strings.HasSuffix(s, "not enough memory for buffer allocation")
+}
+
+// touch records p's use and memory for the LRU.
+func (s *Server) touch(p *proc) {
+	var size uint64
+	if p.inst != nil {
+		size = p.inst.MemorySize()
+	}
+	s.mu.Lock()
+	p.lastUse, p.size = time.Now(), size
+	s.mu.Unlock()
+}

@@ -1,0 +1,567 @@
+// Package cu is the AO Compute Unit: it reads a process's schedule from its
+// Scheduler Unit, runs the process's module (cu/wasm) over the messages in
+// order, stores every result, and serves the reference CU's HTTP API
+// (units.md §5): /result, /results, /dry-run, /state, /cron, /metrics.
+//
+// Each active process keeps one live instance whose linear memory is its
+// state. Instances are evicted to content-addressed gzip checkpoints on disk
+// when live memory exceeds a budget, and restored on demand; checkpoints can
+// also be published to the permanent store as Checkpoint data items. Different
+// processes evaluate in parallel (bounded by a worker pool); one process's
+// messages strictly in order under its lock, so concurrent requests for the
+// same process share one evaluation.
+//
+// The core (Server methods Result, Results, DryRun, State, Cron) needs no
+// network of its own: the SU and gateway are the small Scheduler and Gateway
+// interfaces, with HTTP implementations here.
+package cu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/cu/wasm"
+)
+
+// Config configures a Server.
+type Config struct {
+	// DataDir holds the results database, checkpoints and wazero's cache.
+	DataDir string
+	// Scheduler and Gateway reach the SU and the permanent store.
+	Scheduler Scheduler
+	Gateway   Gateway
+	// Signer (the CU wallet) signs published checkpoints; Address is
+	// reported by GET / (default: the signer's address, if it has one).
+	Signer  ans104.Signer
+	Address string
+	// MemoryBudget bounds the memory of live instances (bytes; default
+	// 1 GiB, the reference's process cache size). Least recently used
+	// instances are checkpointed and closed beyond it.
+	MemoryBudget int64
+	// CheckpointEvery writes a file checkpoint after this many evaluated
+	// messages (default 1000; negative disables periodic ones).
+	CheckpointEvery int
+	// PublishInterval, when > 0, publishes at most one Checkpoint item per
+	// process per interval to the gateway (the reference throttles to 30
+	// min and has creation off by default).
+	PublishInterval time.Duration
+	// MaxMemory and MaxCompute are the highest Memory-Limit and
+	// Compute-Limit accepted (defaults 1 GiB and 9e12, as the reference).
+	MaxMemory, MaxCompute int64
+	// MessageTimeout bounds one message's evaluation (default 30 s).
+	MessageTimeout time.Duration
+	// Workers bounds concurrent evaluations (default GOMAXPROCS).
+	Workers int
+	// PageSize is the SU page size (default 1000, LOAD_MESSAGES_PAGE_SIZE).
+	PageSize int
+	// CacheDir is wazero's compilation cache (default DataDir/wazero).
+	CacheDir string
+	Logger   *slog.Logger
+}
+
+func (c *Config) cacheDir() string { return c.CacheDir }
+
+// Server is a running CU.
+type Server struct {
+	cfg     Config
+	sched   Scheduler
+	gw      Gateway
+	signer  ans104.Signer
+	store   *store
+	log     *slog.Logger
+	unitID  string
+	workers chan struct{}
+	metrics *metrics
+	ctx     context.Context
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+
+	mu      sync.Mutex
+	procs   map[string]*proc
+	modules map[string]*modEntry
+}
+
+// New opens the CU's store in cfg.DataDir.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Scheduler == nil || cfg.Gateway == nil {
+		return nil, errors.New("cu: Config needs a Scheduler and a Gateway")
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join(".aonode", "cu")
+	}
+	if cfg.MemoryBudget == 0 {
+		cfg.MemoryBudget = 1 << 30
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = 1000
+	}
+	if cfg.MaxMemory == 0 {
+		cfg.MaxMemory = 1 << 30
+	}
+	if cfg.MaxCompute == 0 {
+		cfg.MaxCompute = 9e12
+	}
+	if cfg.MessageTimeout <= 0 {
+		cfg.MessageTimeout = 30 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 1000
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "wazero")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Address == "" && cfg.Signer != nil {
+		if a, ok := cfg.Signer.(interface{ Address() string }); ok {
+			cfg.Address = a.Address()
+		}
+	}
+	st, err := openStore(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	var id [16]byte
+	rand.Read(id[:])
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	h := hex.EncodeToString(id[:])
+	s := &Server{
+		cfg: cfg, sched: cfg.Scheduler, gw: cfg.Gateway, signer: cfg.Signer, store: st, log: cfg.Logger,
+		unitID:  h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
+		workers: make(chan struct{}, cfg.Workers), metrics: newMetrics(),
+		procs: map[string]*proc{}, modules: map[string]*modEntry{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Address is the CU wallet address.
+func (s *Server) Address() string { return s.cfg.Address }
+
+// Close checkpoints live processes, waits for uploads and closes the store.
+func (s *Server) Close() error {
+	ctx := context.Background()
+	s.mu.Lock()
+	procs := make([]*proc, 0, len(s.procs))
+	for _, p := range s.procs {
+		procs = append(procs, p)
+	}
+	s.mu.Unlock()
+	for _, p := range procs {
+		p.mu.Lock()
+		if p.inst != nil {
+			if p.dirty > 0 && s.cfg.CheckpointEvery > 0 {
+				s.checkpoint(ctx, p)
+			}
+			p.inst.Close(ctx)
+			p.inst = nil
+		}
+		p.mu.Unlock()
+	}
+	s.bg.Wait()
+	s.cancel()
+	s.mu.Lock()
+	for _, e := range s.modules {
+		if e.mod != nil {
+			e.mod.Close(ctx)
+		}
+	}
+	s.mu.Unlock()
+	return s.store.Close()
+}
+
+// ---- core ----
+
+// Result evaluates pid up to message msgID and returns its /result JSON.
+func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) {
+	if b, ok, err := s.store.resultByMessage(ctx, pid, msgID); err != nil || ok {
+		return b, err
+	}
+	p, err := s.process(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	to := strconv.FormatInt(p.info.timestamp, 10)
+	if msgID != pid {
+		m, err := s.sched.Message(ctx, pid, msgID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, httpErr(http.StatusNotFound, "Message %s not found for process %s", msgID, pid)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ts, ok := tagValue(m.Assignment.Tags, "Timestamp")
+		if pr, _ := tagValue(m.Assignment.Tags, "Process"); !ok || pr != pid {
+			return nil, httpErr(http.StatusNotFound, "Message %s is not scheduled for process %s", msgID, pid)
+		}
+		to = ts
+	}
+	if err := s.run(ctx, p, evalOptions{to: to}); err != nil {
+		return nil, err
+	}
+	b, ok, err := s.store.resultByMessage(ctx, pid, msgID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, httpErr(http.StatusNotFound, "No result for message %s of process %s", msgID, pid)
+	}
+	return b, nil
+}
+
+// run evaluates under p's lock, then keeps the memory budget.
+func (s *Server) run(ctx context.Context, p *proc, opts evalOptions) error {
+	p.mu.Lock()
+	err := s.evaluate(ctx, p, opts)
+	p.mu.Unlock()
+	s.enforceBudget(ctx)
+	if errors.Is(err, ErrChain) {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: err.Error()}
+	}
+	return err
+}
+
+// Page is the /results and /cron connection.
+type Page struct {
+	PageInfo struct {
+		HasNextPage bool `json:"hasNextPage"`
+	} `json:"pageInfo"`
+	Edges []Edge `json:"edges"`
+}
+
+// Edge is one evaluation of a Page.
+type Edge struct {
+	Node   json.RawMessage `json:"node"`
+	Cursor string          `json:"cursor"`
+}
+
+// ResultsQuery are the parameters of /results and /cron.
+type ResultsQuery struct {
+	From, To string // cursor or bare timestamp; "" for none
+	Sort     string // ASC or DESC
+	Limit    int
+}
+
+// Results lists stored evaluations (no evaluation first, as the reference).
+func (s *Server) Results(ctx context.Context, pid string, q ResultsQuery) (*Page, error) {
+	return s.page(ctx, pid, q, false)
+}
+
+// Cron evaluates pid up to q.To (or the SU's clock) and lists cron results.
+func (s *Server) Cron(ctx context.Context, pid string, q ResultsQuery) (*Page, error) {
+	p, err := s.process(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	opts := evalOptions{cronToNow: true}
+	if q.To != "" {
+		c, err := ParseCursor(q.To)
+		if err != nil {
+			return nil, httpErr(http.StatusBadRequest, "%v", err)
+		}
+		opts = evalOptions{to: strconv.FormatInt(c.Timestamp, 10)}
+	}
+	if err := s.run(ctx, p, opts); err != nil {
+		return nil, err
+	}
+	q.Sort = "ASC"
+	return s.page(ctx, pid, q, true)
+}
+
+func (s *Server) page(ctx context.Context, pid string, q ResultsQuery, cronOnly bool) (*Page, error) {
+	rq := rangeQuery{Process: pid, Limit: q.Limit, Desc: q.Sort == "DESC", CronOnly: cronOnly}
+	var from, to *Cursor
+	for _, c := range []struct {
+		v   string
+		dst **Cursor
+	}{{q.From, &from}, {q.To, &to}} {
+		if c.v == "" {
+			continue
+		}
+		cur, err := ParseCursor(c.v)
+		if err != nil {
+			return nil, httpErr(http.StatusBadRequest, "%v", err)
+		}
+		*c.dst = &cur
+	}
+	// from is exclusive and to inclusive; in descending order from is the
+	// upper bound, so that passing the last cursor as from continues the
+	// listing in either direction.
+	if rq.Desc {
+		rq.Hi, rq.Lo, rq.LoIncl = from, to, true
+	} else {
+		rq.Lo, rq.Hi, rq.HiIncl = from, to, true
+	}
+	rows, more, err := s.store.evals(ctx, rq)
+	if err != nil {
+		return nil, err
+	}
+	sortName := "ASC"
+	if rq.Desc {
+		sortName = "DESC"
+	}
+	pg := &Page{Edges: []Edge{}}
+	pg.PageInfo.HasNextPage = more
+	for _, r := range rows {
+		var res map[string]json.RawMessage
+		json.Unmarshal(r.Result, &res)
+		node := obj{}
+		for _, k := range []string{"Messages", "Assignments", "Spawns", "Output", "Error"} {
+			if v, ok := res[k]; ok {
+				node = append(node, kv{k, v})
+			}
+		}
+		b, _ := jsonText(node)
+		pg.Edges = append(pg.Edges, Edge{Node: b, Cursor: EncodeCursor(r.Timestamp, r.Ordinate, r.Cron, sortName)})
+	}
+	return pg, nil
+}
+
+// DryRun evaluates body against the process's latest state without saving
+// anything: the memory is copied into a throwaway instance.
+func (s *Server) DryRun(ctx context.Context, pid string, to string, body []byte) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return nil, httpErr(http.StatusBadRequest, "The dry-run body must be a JSON object (a message)")
+	}
+	p, err := s.process(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	opts := evalOptions{}
+	if to != "" {
+		m, err := s.sched.Message(ctx, pid, to)
+		if err != nil {
+			return nil, httpErr(http.StatusNotFound, "Message %s not found for process %s", to, pid)
+		}
+		opts.to, _ = tagValue(m.Assignment.Tags, "Timestamp")
+	}
+	p.mu.Lock()
+	if err := s.evaluate(ctx, p, opts); err != nil {
+		p.mu.Unlock()
+		if errors.Is(err, ErrChain) {
+			return nil, &HTTPError{Code: http.StatusUnprocessableEntity, Msg: err.Error()}
+		}
+		return nil, err
+	}
+	mem := p.inst.Snapshot()
+	ts, height := p.pos.Timestamp, p.pos.Height
+	p.mu.Unlock()
+	s.enforceBudget(ctx)
+	doc, err := dryRunDoc(fields, pid, ts, height)
+	if err != nil {
+		return nil, httpErr(http.StatusBadRequest, "%v", err)
+	}
+	inst, err := p.info.module.Restore(ctx, p.mem0Config(s), mem)
+	if err != nil {
+		return nil, fmt.Errorf("cu: dry-run restore: %w", err)
+	}
+	defer inst.Close(context.WithoutCancel(ctx))
+	dp := &proc{info: p.info, inst: inst}
+	res, err := s.handle(ctx, dp, doc)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.dryRuns.Add(1)
+	return res.json, nil
+}
+
+func (p *proc) mem0Config(s *Server) wasm.Config {
+	return wasm.Config{ComputeLimit: uint64(p.info.computeLimit), Arweave: s.gw.Drive()}
+}
+
+// StateInfo describes the memory returned by State.
+type StateInfo struct {
+	Timestamp, Ordinate, BlockHeight int64
+}
+
+// State evaluates pid to the latest message and returns its memory.
+func (s *Server) State(ctx context.Context, pid string) ([]byte, StateInfo, error) {
+	p, err := s.process(ctx, pid)
+	if err != nil {
+		return nil, StateInfo{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := s.evaluate(ctx, p, evalOptions{}); err != nil {
+		return nil, StateInfo{}, err
+	}
+	return p.inst.Snapshot(), StateInfo{Timestamp: p.pos.Timestamp, Ordinate: p.pos.Ordinate, BlockHeight: p.pos.Height}, nil
+}
+
+// ---- HTTP ----
+
+// Handler returns the reference CU's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, obj{{"address", s.cfg.Address}, {"timestamp", time.Now().UnixMilli()}})
+	})
+	mux.HandleFunc("GET /result/{message}", func(w http.ResponseWriter, r *http.Request) {
+		pid := r.URL.Query().Get("process-id")
+		if pid == "" {
+			writeError(w, http.StatusBadRequest, "process-id query parameter is required")
+			return
+		}
+		b, err := s.Result(r.Context(), pid, r.PathValue("message"))
+		s.reply(w, b, err)
+	})
+	mux.HandleFunc("GET /results/{process}", func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseResultsQuery(r, 25, 0)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		pg, err := s.Results(r.Context(), r.PathValue("process"), q)
+		s.replyJSON(w, pg, err)
+	})
+	mux.HandleFunc("GET /cron/{process}", func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseResultsQuery(r, 500, 1000)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		pg, err := s.Cron(r.Context(), r.PathValue("process"), q)
+		s.replyJSON(w, pg, err)
+	})
+	mux.HandleFunc("POST /dry-run", func(w http.ResponseWriter, r *http.Request) {
+		pid := r.URL.Query().Get("process-id")
+		if pid == "" {
+			writeError(w, http.StatusBadRequest, "process-id query parameter is required")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 10<<20))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
+			return
+		}
+		b, err := s.DryRun(r.Context(), pid, r.URL.Query().Get("to"), body)
+		s.reply(w, b, err)
+	})
+	mux.HandleFunc("GET /state/{process}", func(w http.ResponseWriter, r *http.Request) {
+		mem, info, err := s.State(r.Context(), r.PathValue("process"))
+		if err != nil {
+			s.reply(w, nil, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Last-Timestamp", strconv.FormatInt(info.Timestamp, 10))
+		h.Set("Last-Ordinate", strconv.FormatInt(info.Ordinate, 10))
+		h.Set("Last-Block-Height", strconv.FormatInt(info.BlockHeight, 10))
+		w.Write(mem)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.writeMetrics(w)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "*")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		s.metrics.requests.Add(1)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// parseResultsQuery reads from, to, sort and limit.
+func parseResultsQuery(r *http.Request, def, max int) (ResultsQuery, error) {
+	v := r.URL.Query()
+	q := ResultsQuery{From: v.Get("from"), To: v.Get("to"), Sort: strings.ToUpper(v.Get("sort")), Limit: def}
+	if q.Sort == "" {
+		q.Sort = "ASC"
+	}
+	if q.Sort != "ASC" && q.Sort != "DESC" {
+		return q, fmt.Errorf("sort must be ASC or DESC")
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("invalid limit %q", l)
+		}
+		q.Limit = n
+	}
+	if max > 0 && q.Limit > max {
+		q.Limit = max
+	}
+	if q.Limit > 10000 {
+		q.Limit = 10000
+	}
+	for _, c := range []string{q.From, q.To} {
+		if c != "" {
+			if _, err := ParseCursor(c); err != nil {
+				return q, err
+			}
+		}
+	}
+	return q, nil
+}
+
+func (s *Server) reply(w http.ResponseWriter, b []byte, err error) {
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func (s *Server) replyJSON(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	var he *HTTPError
+	switch {
+	case errors.As(err, &he):
+		writeError(w, he.Code, he.Msg)
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, context.Canceled):
+		writeError(w, 499, "request canceled")
+	default:
+		s.log.Error("request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := jsonText(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"cannot encode the response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

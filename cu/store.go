@@ -1,0 +1,199 @@
+package cu
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver
+)
+
+// store keeps evaluation results and the latest checkpoint of each process in
+// SQLite (one writer connection, WAL, synchronous=FULL; readers in parallel).
+// Results are keyed as the reference CU keys them: process, timestamp,
+// ordinate (nonce) and cron id ("" for scheduled messages).
+type store struct {
+	w, r *sql.DB
+}
+
+// evalRow is one stored evaluation.
+type evalRow struct {
+	Process   string
+	Timestamp int64
+	Ordinate  int64
+	Cron      string
+	MessageID string // "" for cron
+	Nonce     int64  // -1 for cron
+	Height    int64
+	IsError   bool
+	Result    []byte // /result JSON
+}
+
+func openStore(ctx context.Context, dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cu: data dir: %w", err)
+	}
+	path := filepath.Join(dir, "cu.db")
+	p := url.Values{"_pragma": {"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)"}, "_txlock": {"immediate"}}
+	w, err := sql.Open("sqlite", "file:"+path+"?"+p.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("cu: open store: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	const schema = `
+CREATE TABLE IF NOT EXISTS evaluations (
+	process TEXT NOT NULL, timestamp INTEGER NOT NULL, ordinate INTEGER NOT NULL, cron TEXT NOT NULL,
+	message_id TEXT NOT NULL, nonce INTEGER NOT NULL, block_height INTEGER NOT NULL,
+	is_error INTEGER NOT NULL, result BLOB NOT NULL,
+	PRIMARY KEY (process, timestamp, ordinate, cron)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS evaluations_message ON evaluations (process, message_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+	process TEXT PRIMARY KEY, sha256 TEXT NOT NULL, state BLOB NOT NULL);`
+	if _, err := w.ExecContext(ctx, schema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("cu: store schema: %w", err)
+	}
+	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("cu: open store: %w", err)
+	}
+	r.SetMaxOpenConns(8)
+	return &store{w: w, r: r}, nil
+}
+
+func (s *store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+
+// putEvals stores a batch of evaluations in one transaction. A repeated key
+// (a replay after a restart) overwrites: evaluation is deterministic.
+func (s *store) putEvals(ctx context.Context, rows []evalRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cu: store results: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("cu: store results: %w", err)
+	}
+	for _, e := range rows {
+		if _, err := st.ExecContext(ctx, e.Process, e.Timestamp, e.Ordinate, e.Cron, e.MessageID, e.Nonce, e.Height, e.IsError, e.Result); err != nil {
+			return fmt.Errorf("cu: store results: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cu: store results: %w", err)
+	}
+	return nil
+}
+
+// resultByMessage returns the stored result of a scheduled message.
+func (s *store) resultByMessage(ctx context.Context, pid, msgID string) ([]byte, bool, error) {
+	var b []byte
+	err := s.r.QueryRowContext(ctx, `SELECT result FROM evaluations WHERE process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("cu: read result: %w", err)
+	}
+	return b, true, nil
+}
+
+// evaluatedBefore reports whether msgID was already evaluated for pid at a
+// nonce below nonce (the reference's evaluation-stream dedupe, units.md §5.8).
+func (s *store) evaluatedBefore(ctx context.Context, pid, msgID string, nonce int64) (bool, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM evaluations WHERE process=? AND message_id=? AND cron='' AND nonce<?`, pid, msgID, nonce).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("cu: dedupe: %w", err)
+	}
+	return n > 0, nil
+}
+
+// rangeQuery selects evaluations for /results and /cron: between Lo and Hi,
+// each bound inclusive or not.
+type rangeQuery struct {
+	Process        string
+	Lo, Hi         *Cursor
+	LoIncl, HiIncl bool
+	Desc           bool
+	Limit          int
+	CronOnly       bool
+}
+
+func (s *store) evals(ctx context.Context, q rangeQuery) ([]evalRow, bool, error) {
+	where := "process=? AND is_error=0"
+	args := []any{q.Process}
+	if q.CronOnly {
+		where += " AND cron<>''"
+	}
+	bound := func(c *Cursor, op string) {
+		if c.Bare {
+			where += " AND timestamp" + op + "?"
+			args = append(args, c.Timestamp)
+		} else {
+			where += " AND (timestamp,ordinate,cron)" + op + "(?,?,?)"
+			args = append(args, c.Timestamp, c.Ordinate, c.Cron)
+		}
+	}
+	if q.Lo != nil {
+		bound(q.Lo, map[bool]string{false: ">", true: ">="}[q.LoIncl])
+	}
+	if q.Hi != nil {
+		bound(q.Hi, map[bool]string{false: "<", true: "<="}[q.HiIncl])
+	}
+	order := "ASC"
+	if q.Desc {
+		order = "DESC"
+	}
+	args = append(args, q.Limit+1)
+	rows, err := s.r.QueryContext(ctx, `SELECT timestamp, ordinate, cron, message_id, nonce, block_height, result FROM evaluations WHERE `+where+
+		` ORDER BY timestamp `+order+`, ordinate `+order+`, cron `+order+` LIMIT ?`, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("cu: read results: %w", err)
+	}
+	defer rows.Close()
+	var out []evalRow
+	for rows.Next() {
+		e := evalRow{Process: q.Process}
+		if err := rows.Scan(&e.Timestamp, &e.Ordinate, &e.Cron, &e.MessageID, &e.Nonce, &e.Height, &e.Result); err != nil {
+			return nil, false, fmt.Errorf("cu: read results: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("cu: read results: %w", err)
+	}
+	more := len(out) > q.Limit
+	if more {
+		out = out[:q.Limit]
+	}
+	return out, more, nil
+}
+
+func (s *store) putCheckpoint(ctx context.Context, pid, sha string, state []byte) error {
+	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)`, pid, sha, state)
+	if err != nil {
+		return fmt.Errorf("cu: store checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (s *store) checkpoint(ctx context.Context, pid string) (sha string, state []byte, ok bool, err error) {
+	err = s.r.QueryRowContext(ctx, `SELECT sha256, state FROM checkpoints WHERE process=?`, pid).Scan(&sha, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("cu: read checkpoint: %w", err)
+	}
+	return sha, state, true, nil
+}

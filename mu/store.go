@@ -1,0 +1,408 @@
+package mu
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // pure-Go "sqlite" driver
+)
+
+// Task states.
+const (
+	statePending = 0
+	stateDone    = 1
+	stateFailed  = 2
+)
+
+// task is one durable step of the crank. Key is unique: it is derived from
+// what produced the task (the result and the index in its outbox), so that
+// producing it again is a no-op.
+type task struct {
+	ID        int64
+	Key       string
+	Kind      string
+	Queue     string // tasks of one queue run one at a time, in id order
+	Process   string // the process the task is about (trace queries)
+	Ref       string // the message, assignment or process id it concerns
+	Root      string // the user message it was pushed for ("" for cron)
+	Parent    int64
+	Wallet    string
+	Payload   payload
+	Item      []byte // the signed outbound item, once built
+	State     int
+	Attempts  int
+	NextAt    int64 // unix ms
+	LastError string
+	Created   int64
+	Updated   int64
+
+	first chan error // in memory only: the submitter waits for the first attempt
+}
+
+// payload is the kind-specific part of a task (JSON in the store).
+type payload struct {
+	Pid      string         `json:"pid,omitempty"`      // process (pull, assign) or producing process
+	MsgID    string         `json:"msgId,omitempty"`    // pull: the scheduled id
+	From     string         `json:"from,omitempty"`     // producing process
+	Msg      *OutMessage    `json:"msg,omitempty"`      // message
+	Spawn    *OutSpawn      `json:"spawn,omitempty"`    // spawn
+	Assign   *OutAssignment `json:"assign,omitempty"`   // assign: Processes[0] is the target
+	Template *Template      `json:"template,omitempty"` // reply: the item to sign
+	SU       string         `json:"su,omitempty"`       // ingest: the SU it goes to
+	Process  bool           `json:"process,omitempty"`  // ingest: the item is a Process
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS tasks (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	key        TEXT NOT NULL UNIQUE,
+	kind       TEXT NOT NULL,
+	queue      TEXT NOT NULL,
+	process    TEXT NOT NULL,
+	ref        TEXT NOT NULL,
+	root       TEXT NOT NULL,
+	parent     INTEGER NOT NULL,
+	wallet     TEXT NOT NULL,
+	payload    BLOB NOT NULL,
+	item       BLOB,
+	state      INTEGER NOT NULL,
+	attempts   INTEGER NOT NULL,
+	next_at    INTEGER NOT NULL,
+	last_error TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_pending ON tasks(state) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS tasks_ref ON tasks(process, ref);
+CREATE INDEX IF NOT EXISTS tasks_root ON tasks(process, root);
+CREATE INDEX IF NOT EXISTS tasks_updated ON tasks(updated_at) WHERE state <> 0;
+CREATE TABLE IF NOT EXISTS monitors (
+	process    TEXT PRIMARY KEY,
+	cursor     TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS processes (
+	id   TEXT PRIMARY KEY,
+	tags BLOB NOT NULL
+);
+`
+
+// store is the MU's SQLite database. All writes go through one goroutine that
+// commits whatever is waiting in one transaction (group commit): with
+// synchronous=FULL every commit is an fsync, so batching is what makes a
+// fan-out of thousands of steps fast.
+type store struct {
+	wdb, rdb *sql.DB
+	writes   chan writeReq
+	done     chan struct{}
+	wg       sync.WaitGroup
+	closed   sync.Once
+}
+
+type writeReq struct {
+	op   func(tx *sql.Tx) error
+	done chan error
+}
+
+var errStoreClosed = errors.New("mu: store is closed")
+
+func openStore(ctx context.Context, dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("mu: data dir: %w", err)
+	}
+	path := filepath.Join(dir, "mu.db")
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	wdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mu: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	if _, err := wdb.ExecContext(ctx, schema); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("mu: schema in %s: %w", path, err)
+	}
+	rdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("mu: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(4)
+	s := &store{wdb: wdb, rdb: rdb, writes: make(chan writeReq, 1024), done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.writer()
+	return s, nil
+}
+
+func (s *store) close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.done)
+		s.wg.Wait()
+		err = errors.Join(s.wdb.Close(), s.rdb.Close())
+	})
+	return err
+}
+
+func (s *store) writer() {
+	defer s.wg.Done()
+	for {
+		var batch []writeReq
+		select {
+		case r := <-s.writes:
+			batch = append(batch, r)
+		case <-s.done:
+			for {
+				select {
+				case r := <-s.writes:
+					r.done <- s.runTx([]writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < 512 {
+			select {
+			case r := <-s.writes:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		if err := s.runTx(batch); err != nil && len(batch) > 1 {
+			for _, r := range batch { // one bad op must not fail the others
+				r.done <- s.runTx([]writeReq{r})
+			}
+			continue
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+	}
+}
+
+func (s *store) runTx(batch []writeReq) error {
+	tx, err := s.wdb.Begin()
+	if err != nil {
+		return fmt.Errorf("mu: begin: %w", err)
+	}
+	for _, r := range batch {
+		if err := r.op(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mu: commit: %w", err)
+	}
+	return nil
+}
+
+// write runs op in a committed transaction (possibly shared with others).
+func (s *store) write(ctx context.Context, op func(tx *sql.Tx) error) error {
+	r := writeReq{op: op, done: make(chan error, 1)}
+	select {
+	case <-s.done:
+		return errStoreClosed
+	default:
+	}
+	select {
+	case s.writes <- r:
+	case <-s.done:
+		return errStoreClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-r.done // once queued it happens; never report failure for stored data
+}
+
+func nowMS() int64 { return time.Now().UnixMilli() }
+
+// insertTasks inserts tasks whose key is new and sets their ID; tasks whose key
+// exists are left with ID 0.
+func insertTasks(tx *sql.Tx, ts []*task) error {
+	for _, t := range ts {
+		p, err := json.Marshal(t.Payload)
+		if err != nil {
+			return fmt.Errorf("mu: encode task: %w", err)
+		}
+		now := nowMS()
+		if t.NextAt == 0 {
+			t.NextAt = now
+		}
+		t.Created, t.Updated = now, now
+		res, err := tx.Exec(`INSERT INTO tasks(key, kind, queue, process, ref, root, parent, wallet, payload, item, state, attempts, next_at, last_error, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, '', ?, ?) ON CONFLICT(key) DO NOTHING`,
+			t.Key, t.Kind, t.Queue, t.Process, t.Ref, t.Root, t.Parent, t.Wallet, p, t.Item, t.NextAt, now, now)
+		if err != nil {
+			return fmt.Errorf("mu: insert task %s: %w", t.Key, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			t.ID, _ = res.LastInsertId()
+		} else {
+			t.ID = 0
+		}
+	}
+	return nil
+}
+
+// addTasks inserts tasks (those whose key exists are skipped, ID 0).
+func (s *store) addTasks(ctx context.Context, ts []*task) error {
+	return s.write(ctx, func(tx *sql.Tx) error { return insertTasks(tx, ts) })
+}
+
+// finish ends task t (done or failed) and inserts its successors in the same
+// transaction, so a crash never loses outputs nor repeats a finished step.
+func (s *store) finish(ctx context.Context, t *task, state int, lastError string, next []*task) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`UPDATE tasks SET state = ?, last_error = ?, attempts = ?, ref = ?, updated_at = ? WHERE id = ?`,
+			state, lastError, t.Attempts, t.Ref, nowMS(), t.ID); err != nil {
+			return fmt.Errorf("mu: finish task %d: %w", t.ID, err)
+		}
+		return insertTasks(tx, next)
+	})
+}
+
+// saveItem records the signed outbound item before it is first sent.
+func (s *store) saveItem(ctx context.Context, t *task) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE tasks SET item = ?, ref = ?, updated_at = ? WHERE id = ?`, t.Item, t.Ref, nowMS(), t.ID)
+		return err
+	})
+}
+
+// retry records a failed attempt.
+func (s *store) retry(ctx context.Context, t *task) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE tasks SET attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+			t.Attempts, t.NextAt, t.LastError, nowMS(), t.ID)
+		return err
+	})
+}
+
+const taskCols = `id, key, kind, queue, process, ref, root, parent, wallet, payload, item, state, attempts, next_at, last_error, created_at, updated_at`
+
+func scanTask(r interface{ Scan(...any) error }) (*task, error) {
+	t := &task{}
+	var p []byte
+	if err := r.Scan(&t.ID, &t.Key, &t.Kind, &t.Queue, &t.Process, &t.Ref, &t.Root, &t.Parent, &t.Wallet, &p, &t.Item,
+		&t.State, &t.Attempts, &t.NextAt, &t.LastError, &t.Created, &t.Updated); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(p, &t.Payload); err != nil {
+		return nil, fmt.Errorf("mu: task %d payload: %w", t.ID, err)
+	}
+	return t, nil
+}
+
+func (s *store) queryTasks(ctx context.Context, q string, args ...any) ([]*task, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks `+q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("mu: query tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []*task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// pending loads the unfinished tasks (on start).
+func (s *store) pending(ctx context.Context) ([]*task, error) {
+	return s.queryTasks(ctx, `WHERE state = 0 ORDER BY id`)
+}
+
+// purge deletes finished tasks last updated before cutoff.
+func (s *store) purge(ctx context.Context, cutoff int64) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM tasks WHERE state <> 0 AND updated_at < ?`, cutoff)
+		return err
+	})
+}
+
+// ---- monitors ----
+
+func (s *store) putMonitor(ctx context.Context, pid string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO monitors(process, cursor, created_at) VALUES (?, '', ?) ON CONFLICT(process) DO NOTHING`, pid, nowMS())
+		return err
+	})
+}
+
+func (s *store) deleteMonitor(ctx context.Context, pid string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM monitors WHERE process = ?`, pid)
+		return err
+	})
+}
+
+// advanceMonitor stores the cursor and the outputs it covers atomically, so a
+// cron evaluation's outbox is enqueued exactly once.
+func (s *store) advanceMonitor(ctx context.Context, pid, cursor string, next []*task) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE monitors SET cursor = ? WHERE process = ?`, cursor, pid)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // deleted meanwhile
+		}
+		return insertTasks(tx, next)
+	})
+}
+
+func (s *store) monitors(ctx context.Context) (map[string]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT process, cursor FROM monitors`)
+	if err != nil {
+		return nil, fmt.Errorf("mu: monitors: %w", err)
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var p, c string
+		if err := rows.Scan(&p, &c); err != nil {
+			return nil, err
+		}
+		m[p] = c
+	}
+	return m, rows.Err()
+}
+
+// ---- processes (immutable, cached forever) ----
+
+func (s *store) putProcess(ctx context.Context, pid string, tags []Tag) error {
+	b, _ := json.Marshal(tags)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO processes(id, tags) VALUES (?, ?) ON CONFLICT(id) DO NOTHING`, pid, b)
+		return err
+	})
+}
+
+func (s *store) process(ctx context.Context, pid string) ([]Tag, bool, error) {
+	var b []byte
+	err := s.rdb.QueryRowContext(ctx, `SELECT tags FROM processes WHERE id = ?`, pid).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("mu: process %s: %w", pid, err)
+	}
+	var tags []Tag
+	if err := json.Unmarshal(b, &tags); err != nil {
+		return nil, false, fmt.Errorf("mu: process %s tags: %w", pid, err)
+	}
+	return tags, true, nil
+}
