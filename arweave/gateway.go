@@ -151,20 +151,30 @@ func (g *Gateway) price(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, strconv.FormatInt(int64(float64(n)/1000*65595508+0.5), 10))
 }
 
-// tx answers in the L1 transaction JSON form (tags and data base64url).
-func (g *Gateway) tx(w http.ResponseWriter, r *http.Request) {
+// item looks up the item named by the {id} path value, answering 400 or 404
+// itself when there is none.
+func (g *Gateway) item(w http.ResponseWriter, r *http.Request) (*Item, bool) {
 	id := r.PathValue("id")
 	if !validID(id) {
 		writeError(w, http.StatusBadRequest, "invalid id %q", id)
-		return
+		return nil, false
 	}
 	it, err := g.store.Get(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		writeError(w, http.StatusNotFound, "transaction %s not found", id)
-		return
+		return nil, false
 	}
 	if err != nil {
 		g.serverError(w, r, err)
+		return nil, false
+	}
+	return it, true
+}
+
+// tx answers in the L1 transaction JSON form (tags and data base64url).
+func (g *Gateway) tx(w http.ResponseWriter, r *http.Request) {
+	it, ok := g.item(w, r)
+	if !ok {
 		return
 	}
 	tags := make([]map[string]string, len(it.Tags))
@@ -179,18 +189,8 @@ func (g *Gateway) tx(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) txStatus(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validID(id) {
-		writeError(w, http.StatusBadRequest, "invalid id %q", id)
-		return
-	}
-	it, err := g.store.Get(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "transaction %s not found", id)
-		return
-	}
-	if err != nil {
-		g.serverError(w, r, err)
+	it, ok := g.item(w, r)
+	if !ok {
 		return
 	}
 	if it.Block == nil {

@@ -38,9 +38,10 @@ func TestEndToEnd(t *testing.T) {
 	// A handler that replies: the outbox message targets the sender.
 	n.eval(pid, `Handlers.add("ping", Handlers.utils.hasMatchingTag("Action", "Ping"), function(m) m.reply({ Data = "pong", Action = "Pong" }) end)`)
 	peer := strings.Repeat("P", 43)
-	ping := n.send(pid, "hi", ans104.Tag{Name: "Action", Value: "Ping"}, ans104.Tag{Name: "From-Process", Value: peer})
+	probe, _ := ans104.Sign(clientKey, nil, ans104.Options{})
+	ping := n.send(pid, "hi", ans104.Tag{Name: "Action", Value: "Ping"})
 	r = result(t, cuURL, pid, ping)
-	if len(r.Messages) != 1 || r.Messages[0].Target != peer || r.Messages[0].Data != "pong" {
+	if len(r.Messages) != 1 || r.Messages[0].Target != probe.OwnerAddress() || r.Messages[0].Data != "pong" {
 		t.Fatalf("reply: %+v", r)
 	}
 	tags := map[string]string{}
