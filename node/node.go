@@ -20,17 +20,19 @@ import (
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/arweave"
+	"github.com/aonode/aonode/cu"
 	"github.com/aonode/aonode/su"
 	"github.com/aonode/aonode/wallet"
 )
 
 // Config configures a node. Zero ports take the defaults of the old
-// ao-localnet: gateway 4000, SU 4003.
+// ao-localnet: gateway 4000, SU 4003, CU 4004.
 type Config struct {
 	DataDir       string // everything lives here (default ./.aonode)
 	Host          string // listen address (default 127.0.0.1)
 	GatewayPort   int
 	SUPort        int
+	CUPort        int
 	BlockInterval time.Duration // default 1 s
 	Logger        *slog.Logger
 	// Progress, when set, is told about slow first-start work (key generation).
@@ -42,9 +44,10 @@ type Node struct {
 	Store   *arweave.Store
 	Gateway *arweave.Gateway
 	SU      *su.Server
+	CU      *cu.Server
 
-	GatewayURL, SUURL string
-	SUAddress         string
+	GatewayURL, SUURL, CUURL string
+	SUAddress, CUAddress     string
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -67,6 +70,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.SUPort == 0 {
 		cfg.SUPort = 4003
 	}
+	if cfg.CUPort == 0 {
+		cfg.CUPort = 4004
+	}
 	if cfg.BlockInterval <= 0 {
 		cfg.BlockInterval = time.Second
 	}
@@ -77,26 +83,37 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		cfg.Progress = func(string) {}
 	}
 	// Listen first: a taken port fails before anything is created.
-	gwLn, err := listen(cfg.Host, cfg.GatewayPort, "gateway")
-	if err != nil {
-		return nil, err
+	var lns []net.Listener
+	for _, l := range []struct {
+		port int
+		unit string
+	}{{cfg.GatewayPort, "gateway"}, {cfg.SUPort, "SU"}, {cfg.CUPort, "CU"}} {
+		ln, err := listen(cfg.Host, l.port, l.unit)
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
 	}
-	suLn, err := listen(cfg.Host, cfg.SUPort, "SU")
-	if err != nil {
-		gwLn.Close()
-		return nil, err
-	}
+	gwLn, suLn, cuLn := lns[0], lns[1], lns[2]
 	runCtx, cancel := context.WithCancel(context.Background())
 	n = &Node{cancel: cancel, errc: make(chan error, 4)}
 	defer func() {
 		if err != nil {
-			gwLn.Close()
-			suLn.Close()
+			for _, ln := range lns {
+				ln.Close()
+			}
 			n.Close()
 		}
 	}()
 
 	suWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "su.json"), cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	cuWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "cu.json"), cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +123,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.Gateway = arweave.NewGateway(n.Store, arweave.Config{Logger: cfg.Logger})
 	n.GatewayURL = "http://" + hostPort(cfg.Host, gwLn)
 	n.SUURL = "http://" + hostPort(cfg.Host, suLn)
+	n.CUURL = "http://" + hostPort(cfg.Host, cuLn)
 
 	n.SU, err = su.New(ctx, su.Config{
 		Signer: suWallet, DataDir: filepath.Join(cfg.DataDir, "su"), Chain: storeChain{n.Store},
@@ -116,6 +134,18 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.SUAddress = n.SU.Address()
 
+	// The CU reaches the gateway and SUs over HTTP on loopback, as a CU on
+	// another machine would; SUs are located through Scheduler-Location.
+	gw := cu.NewHTTPGateway(n.GatewayURL)
+	n.CU, err = cu.New(ctx, cu.Config{
+		DataDir: filepath.Join(cfg.DataDir, "cu"), Scheduler: cu.NewHTTPScheduler("", gw), Gateway: gw,
+		Signer: cuWallet, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.CUAddress = n.CU.Address()
+
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.Gateway.Run(runCtx) }()
 	go func() {
@@ -124,6 +154,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}()
 	n.serve(gwLn, n.Gateway.Handler())
 	n.serve(suLn, n.SU.Handler())
+	n.serve(cuLn, n.CU.Handler())
 	return n, nil
 }
 
@@ -150,6 +181,9 @@ func (n *Node) Close() error {
 	var errs []error
 	for _, hs := range n.servers {
 		errs = append(errs, hs.Shutdown(ctx))
+	}
+	if n.CU != nil {
+		errs = append(errs, n.CU.Close())
 	}
 	if n.SU != nil {
 		if err := n.SU.Flush(ctx); err != nil {

@@ -88,13 +88,13 @@ func storeName(database string) string {
 	return "SQLite"
 }
 
-// loadOrCreateWallet loads the SU wallet, creating it on first start.
+// loadOrCreateWallet loads a unit wallet, creating it on first start.
 func loadOrCreateWallet(path, kind string) (*wallet.Wallet, error) {
 	w, err := wallet.Load(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return w, err
 	}
-	fmt.Fprintf(stderr, "aonode su: creating a new %s SU wallet at %s ...\n", kind, path)
+	fmt.Fprintf(stderr, "aonode: creating a new %s wallet at %s ...\n", kind, path)
 	if w, err = wallet.Generate(kind); err != nil {
 		return nil, usageError("%v", err)
 	}
