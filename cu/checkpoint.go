@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,7 +18,7 @@ import (
 	"github.com/aonode/aonode/cu/wasm"
 )
 
-// Checkpoints are the process memory, gzipped, in a file named by the SHA-256
+// Checkpoints are the process memory, in a sparse compressed file (memfile.go) named by the SHA-256
 // of the uncompressed bytes (content-addressed: a corrupt file is detected on
 // load and the process replays instead). The store row beside it holds the
 // position to continue from. Only the newest checkpoint of a process is kept.
@@ -30,7 +29,7 @@ type checkpointState struct {
 }
 
 func (s *Server) checkpointPath(sha string) string {
-	return filepath.Join(s.cfg.DataDir, "checkpoints", sha+".gz")
+	return filepath.Join(s.cfg.DataDir, "checkpoints", sha+".mem")
 }
 
 // checkpoint writes p's memory and position (p.mu held).
@@ -47,7 +46,7 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 	}
 	path := s.checkpointPath(sha)
 	if _, err := os.Stat(path); err != nil {
-		if err := writeGzipFile(path, mem, gzip.BestSpeed); err != nil {
+		if err := writeMemoryFile(path, mem); err != nil {
 			return err
 		}
 	}
@@ -121,7 +120,7 @@ func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config) (*wasm.I
 	if err := json.Unmarshal(state, &st); err != nil {
 		return nil, position{}, false
 	}
-	mem, err := readGzipFile(s.checkpointPath(sha), st.Size)
+	mem, err := readMemoryFile(s.checkpointPath(sha), st.Size)
 	if err != nil {
 		s.log.Warn("checkpoint unreadable; replaying", "process", p.info.pid, "err", err)
 		return nil, position{}, false
@@ -136,48 +135,6 @@ func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config) (*wasm.I
 		return nil, position{}, false
 	}
 	return inst, st.Pos, true
-}
-
-func writeGzipFile(path string, data []byte, level int) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("cu: checkpoint dir: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("cu: checkpoint: %w", err)
-	}
-	defer os.Remove(f.Name())
-	zw, _ := gzip.NewWriterLevel(f, level)
-	_, err1 := zw.Write(data)
-	err2 := zw.Close()
-	err3 := f.Sync()
-	err4 := f.Close()
-	for _, e := range []error{err1, err2, err3, err4} {
-		if e != nil {
-			return fmt.Errorf("cu: checkpoint: %w", e)
-		}
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("cu: checkpoint: %w", err)
-	}
-	return nil
-}
-
-func readGzipFile(path string, size int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	if _, err := io.Copy(buf, zr); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // enforceBudget evicts least recently used instances (checkpointing them)

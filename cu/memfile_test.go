@@ -1,0 +1,70 @@
+package cu
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestMemoryFileRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name string
+		mem  func() []byte
+	}{
+		{"empty", func() []byte { return nil }},
+		{"all zero", func() []byte { return make([]byte, 10*memPage) }},
+		{"partial last page", func() []byte { b := make([]byte, 3*memPage+100); b[len(b)-1] = 7; return b }},
+		{"sparse, many chunks", func() []byte {
+			b := make([]byte, 300*memPage)
+			for p := 0; p < 300; p += 2 {
+				for i := range 100 {
+					b[p*memPage+r.IntN(memPage)] = byte(i + 1)
+				}
+			}
+			return b
+		}},
+		{"random", func() []byte {
+			b := make([]byte, 5*memPage)
+			for i := range b {
+				b[i] = byte(r.Uint32())
+			}
+			return b
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := tc.mem()
+			path := filepath.Join(t.TempDir(), "m")
+			if err := writeMemoryFile(path, mem); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readMemoryFile(path, len(mem))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, mem) {
+				t.Fatal("memory changed")
+			}
+			if _, err := readMemoryFile(path, len(mem)+1); err == nil {
+				t.Fatal("wrong size accepted")
+			}
+		})
+	}
+}
+
+func FuzzDecodeMemory(f *testing.F) {
+	path := filepath.Join(f.TempDir(), "m")
+	mem := make([]byte, 3*memPage)
+	mem[5], mem[2*memPage+9] = 1, 2
+	writeMemoryFile(path, mem)
+	b, _ := readFileBytes(path)
+	f.Add(b)
+	f.Add([]byte(memMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decodeMemory(b, len(mem)) // must not panic
+	})
+}
+
+func readFileBytes(path string) ([]byte, error) { return os.ReadFile(path) }
