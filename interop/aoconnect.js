@@ -25,6 +25,9 @@ for (const v of ["MU_URL", "CU_URL", "GATEWAY_URL"]) {
 const ao = require("@permaweb/aoconnect");
 const jwk = JSON.parse(fs.readFileSync(walletPath, "utf8"));
 const signer = ao.createDataItemSigner(jwk);
+// The AO address of the wallet: base64url(SHA-256(modulus)). Dry-runs name it as
+// Owner, since aoconnect sends Owner "1234" otherwise and aos runs Eval only for its owner.
+const myAddress = require("crypto").createHash("sha256").update(Buffer.from(jwk.n, "base64url")).digest("base64url");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function assert(cond, msg) {
@@ -127,14 +130,15 @@ async function main() {
       const { r } = await evalLua(pid, "return ChildSpawned or ''");
       return outputData(r) ? outputData(r) : null;
     });
-    const { r } = await evalLua(child, "return ao.id");
-    assert(outputData(r) === child, `child answers as ${outputData(r)}`);
+    // A spawned child's Owner is its parent (From-Process), so ask it as the parent.
+    const dr = await ao.dryrun({ process: child, Owner: pid, tags: [{ name: "Action", value: "Eval" }], data: "return ao.id .. ' ' .. Owner" });
+    assert(outputData(dr) === `${child} ${pid}`, `child answers as ${JSON.stringify(dr.Output)}`);
     out("spawnchild", { child });
   }
 
   if (want("dryrun")) {
     await evalLua(pid, "Counter = 41");
-    const dr = await ao.dryrun({ process: pid, tags: [{ name: "Action", value: "Eval" }], data: "Counter = Counter + 1; return Counter" });
+    const dr = await ao.dryrun({ process: pid, Owner: myAddress, tags: [{ name: "Action", value: "Eval" }], data: "Counter = Counter + 1; return Counter" });
     assert(String(outputData(dr)) === "42", `dryrun gave ${JSON.stringify(dr.Output)}`);
     const { r } = await evalLua(pid, "return Counter");
     assert(String(outputData(r)) === "41", `dryrun changed state: Counter = ${outputData(r)}`);

@@ -106,7 +106,9 @@ func parseOutMessage(b json.RawMessage) (OutMessage, bool) {
 	return OutMessage{Target: jsonString(target), Anchor: jsonString(anchor), Data: dataString(f["Data"]), Tags: tags}, true
 }
 
-func isNull(b json.RawMessage) bool { return len(bytes.TrimSpace(b)) == 0 || string(bytes.TrimSpace(b)) == "null" }
+func isNull(b json.RawMessage) bool {
+	return len(bytes.TrimSpace(b)) == 0 || string(bytes.TrimSpace(b)) == "null"
+}
 
 func parseTags(b json.RawMessage) ([]Tag, bool) {
 	if isNull(b) {

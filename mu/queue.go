@@ -19,7 +19,9 @@ type stepError struct {
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-func permanent(status int, err error) error { return &stepError{err: err, permanent: true, status: status} }
+func permanent(status int, err error) error {
+	return &stepError{err: err, permanent: true, status: status}
+}
 
 func isPermanent(err error) bool {
 	var se *stepError
@@ -195,7 +197,7 @@ func (r *runner) step(ctx context.Context, t *task) {
 				n.Wallet = t.Wallet
 			}
 		}
-		if serr := r.st.finish(ctx, t, stateDone, "", next); serr != nil {
+		if serr := r.st.finish(ctx, t, stateDone, t.LastError, next); serr != nil {
 			r.log.Error("recording a finished step failed; it will run again", "task", t.Key, "err", serr)
 			t.NextAt = nowMS() + r.baseDelay.Milliseconds()
 			r.release(t, false)

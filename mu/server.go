@@ -231,7 +231,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 			s.trace(w, r)
 			return "trace"
 		}
+		// The body is the reference's; the header names the wallet that signs
+		// pushed messages, which processes must list as an Authority to trust
+		// them (aonode spawn reads it).
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Ao-Mu-Address", s.Address())
 		io.WriteString(w, "ao messenger unit")
 		return "info"
 	case path == "/" && r.Method == http.MethodPost:

@@ -16,7 +16,7 @@ import (
 func startNode(t *testing.T) *Node {
 	t.Helper()
 	n, err := Start(context.Background(), Config{DataDir: t.TempDir(), GatewayPort: freePort(t), SUPort: freePort(t),
-		CUPort: freePort(t), BlockInterval: 100 * time.Millisecond})
+		CUPort: freePort(t), MUPort: freePort(t), BlockInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +27,7 @@ func startNode(t *testing.T) *Node {
 func newClient(t *testing.T, n *Node) *client.Client {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	c := client.New(ans104.NewEd25519Signer(key))
-	c.Gateway, c.SU, c.CU = n.GatewayURL, n.SUURL, n.CUURL
-	c.MU = n.SUURL // until the node has an MU, items go straight to the SU
+	c.Gateway, c.SU, c.CU, c.MU = n.GatewayURL, n.SUURL, n.CUURL, n.MUURL
 	return c
 }
 

@@ -21,18 +21,20 @@ import (
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/arweave"
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/mu"
 	"github.com/aonode/aonode/su"
 	"github.com/aonode/aonode/wallet"
 )
 
 // Config configures a node. Zero ports take the defaults of the old
-// ao-localnet: gateway 4000, SU 4003, CU 4004.
+// ao-localnet: gateway 4000, MU 4002, SU 4003, CU 4004.
 type Config struct {
 	DataDir       string // everything lives here (default ./.aonode)
 	Host          string // listen address (default 127.0.0.1)
 	GatewayPort   int
 	SUPort        int
 	CUPort        int
+	MUPort        int
 	BlockInterval time.Duration // default 1 s
 	Logger        *slog.Logger
 	// Progress, when set, is told about slow first-start work (key generation).
@@ -45,9 +47,10 @@ type Node struct {
 	Gateway *arweave.Gateway
 	SU      *su.Server
 	CU      *cu.Server
+	MU      *mu.Server
 
-	GatewayURL, SUURL, CUURL string
-	SUAddress, CUAddress     string
+	GatewayURL, SUURL, CUURL, MUURL string
+	SUAddress, CUAddress, MUAddress string
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -73,6 +76,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.CUPort == 0 {
 		cfg.CUPort = 4004
 	}
+	if cfg.MUPort == 0 {
+		cfg.MUPort = 4002
+	}
 	if cfg.BlockInterval <= 0 {
 		cfg.BlockInterval = time.Second
 	}
@@ -87,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	for _, l := range []struct {
 		port int
 		unit string
-	}{{cfg.GatewayPort, "gateway"}, {cfg.SUPort, "SU"}, {cfg.CUPort, "CU"}} {
+	}{{cfg.GatewayPort, "gateway"}, {cfg.SUPort, "SU"}, {cfg.CUPort, "CU"}, {cfg.MUPort, "MU"}} {
 		ln, err := listen(cfg.Host, l.port, l.unit)
 		if err != nil {
 			for _, ln := range lns {
@@ -97,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 		lns = append(lns, ln)
 	}
-	gwLn, suLn, cuLn := lns[0], lns[1], lns[2]
+	gwLn, suLn, cuLn, muLn := lns[0], lns[1], lns[2], lns[3]
 	runCtx, cancel := context.WithCancel(context.Background())
 	n = &Node{cancel: cancel, errc: make(chan error, 4)}
 	defer func() {
@@ -117,6 +123,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	muWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "mu.json"), cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
 	if n.Store, err = arweave.Open(ctx, filepath.Join(cfg.DataDir, "gateway")); err != nil {
 		return nil, err
 	}
@@ -124,6 +134,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.GatewayURL = "http://" + hostPort(cfg.Host, gwLn)
 	n.SUURL = "http://" + hostPort(cfg.Host, suLn)
 	n.CUURL = "http://" + hostPort(cfg.Host, cuLn)
+	n.MUURL = "http://" + hostPort(cfg.Host, muLn)
 
 	n.SU, err = su.New(ctx, su.Config{
 		Signer: suWallet, DataDir: filepath.Join(cfg.DataDir, "su"), Chain: storeChain{n.Store},
@@ -146,6 +157,18 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.CUAddress = n.CU.Address()
 
+	// The MU reaches the gateway, SUs and the CU over HTTP on loopback too. It
+	// also cranks the boot result of each process it spawns (AOP-6), so that
+	// what a process sends while booting is delivered.
+	n.MU, err = mu.New(ctx, mu.Config{
+		Signer: muWallet, DataDir: filepath.Join(cfg.DataDir, "mu"), GatewayURL: n.GatewayURL, CUURL: n.CUURL,
+		SpawnPush: true, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.MUAddress = n.MU.Address()
+
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.Gateway.Run(runCtx) }()
 	go func() {
@@ -155,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.serve(gwLn, n.Gateway.Handler())
 	n.serve(suLn, n.SU.Handler())
 	n.serve(cuLn, n.CU.Handler())
+	n.serve(muLn, n.MU.Handler())
 	return n, nil
 }
 
@@ -181,6 +205,9 @@ func (n *Node) Close() error {
 	var errs []error
 	for _, hs := range n.servers {
 		errs = append(errs, hs.Shutdown(ctx))
+	}
+	if n.MU != nil {
+		errs = append(errs, n.MU.Close())
 	}
 	if n.CU != nil {
 		errs = append(errs, n.CU.Close())

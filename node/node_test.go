@@ -45,7 +45,7 @@ func getJSON(t *testing.T, url string, v any) {
 // and finds everything again, in the SU and in the permanent store.
 func TestRunSchedulesAndKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, GatewayPort: freePort(t), SUPort: freePort(t), CUPort: freePort(t), BlockInterval: 50 * time.Millisecond}
+	cfg := Config{DataDir: dir, GatewayPort: freePort(t), SUPort: freePort(t), CUPort: freePort(t), MUPort: freePort(t), BlockInterval: 50 * time.Millisecond}
 	ctx := context.Background()
 	n, err := Start(ctx, cfg)
 	if err != nil {
@@ -161,7 +161,7 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	_, err = Start(context.Background(), Config{DataDir: t.TempDir(), GatewayPort: ln.Addr().(*net.TCPAddr).Port, SUPort: freePort(t), CUPort: freePort(t)})
+	_, err = Start(context.Background(), Config{DataDir: t.TempDir(), GatewayPort: ln.Addr().(*net.TCPAddr).Port, SUPort: freePort(t), CUPort: freePort(t), MUPort: freePort(t)})
 	if err == nil || !strings.Contains(err.Error(), "gateway port") {
 		t.Fatalf("err = %v", err)
 	}

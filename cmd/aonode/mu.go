@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aonode/aonode/mu"
+	"github.com/aonode/aonode/wallet"
+)
+
+func init() {
+	root.subs = append(root.subs, muCmd)
+	benchCmd.subs = append(benchCmd.subs, benchMUCmd)
+}
+
+var muCmd = &command{
+	name:    "mu",
+	summary: "run a Messenger Unit",
+	help: `Runs an AO Messenger Unit with the reference MU's HTTP API: POST / (a signed
+Process or Message item; 202 {"message","id"}), POST /?process-id=&assign= (with
+base-layer and exclude), GET / (text), GET /?debug=1&process=&message= (trace),
+POST and DELETE /monitor/{process} (cron), GET /metrics.
+
+Items go to the process's SU (found from its Scheduler tag and the SU's
+Scheduler-Location record on --gateway-url). Results are pulled from --cu-url and
+their outboxes pushed onward, recursively. Every step is a task in a durable queue
+in --data; an outbound item is signed by the MU wallet and stored before it is
+sent, so retries and restarts deliver each outbox message exactly once.
+The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first start.`,
+	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		port := fs.Int("port", 4002, "listen `PORT`")
+		host := fs.String("host", "0.0.0.0", "listen `ADDRESS`")
+		data := fs.String("data", filepath.Join(".aonode", "mu"), "data `DIR`")
+		walletPath := fs.String("wallet", "", "MU wallet `FILE` (default DIR/mu-wallet.json)")
+		walletType := fs.String("wallet-type", wallet.Arweave, "`type` of a wallet created on first start: arweave or ed25519")
+		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "gateway `URL` (default $GATEWAY_URL, then the local gateway)")
+		cu := fs.String("cu-url", envOr("CU_URL", "http://localhost:4004"), "Compute Unit `URL` (default $CU_URL, then the local CU)")
+		rate := fs.String("rate-limit", "", "per-wallet ingress limit `N/INTERVAL`, e.g. 100/1m (default off)")
+		cron := fs.Duration("cron-interval", time.Second, "how often monitored processes are polled")
+		workers := fs.Int("workers", 16, "concurrent crank steps")
+		spawnPush := fs.Bool("spawn-push", false, "also crank a new process's boot result")
+		verbose := fs.Bool("v", false, "log informational messages too")
+		return func(ctx context.Context, args []string) error {
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			rl, err := mu.ParseRateLimit(*rate)
+			if err != nil {
+				return usageError("--rate-limit: %v", err)
+			}
+			if *walletPath == "" {
+				*walletPath = filepath.Join(*data, "mu-wallet.json")
+			}
+			w, err := loadOrCreateMUWallet(*walletPath, *walletType)
+			if err != nil {
+				return err
+			}
+			ln, err := listen(*host, *port)
+			if err != nil {
+				return err
+			}
+			srv, err := mu.New(ctx, mu.Config{
+				Signer: w, DataDir: *data, GatewayURL: *gateway, CUURL: *cu, RateLimit: rl, CronInterval: *cron,
+				Workers: *workers, SpawnPush: *spawnPush, Logger: logger(*verbose),
+			})
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer srv.Close()
+			fmt.Fprintf(stderr, "aonode mu: listening on http://%s, MU address %s, gateway %s, CU %s\n", ln.Addr(), srv.Address(), *gateway, *cu)
+			return serveHTTP(ctx, ln, srv.Handler())
+		}
+	},
+}
+
+// loadOrCreateMUWallet loads the MU wallet, creating it on first start.
+func loadOrCreateMUWallet(path, kind string) (*wallet.Wallet, error) {
+	w, err := wallet.Load(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return w, err
+	}
+	fmt.Fprintf(stderr, "aonode mu: creating a new %s MU wallet at %s ...\n", kind, path)
+	if w, err = wallet.Generate(kind); err != nil {
+		return nil, usageError("%v", err)
+	}
+	if err := w.Save(path); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+var benchMUCmd = &command{
+	name:    "mu",
+	summary: "Messenger Unit: ping-pong round-trip latency and messages per second",
+	help: `Runs a loopback network (gateway, a real SU, a scripted CU that answers each Ping
+with a Pong) and an MU per wallet kind, then prints the round-trip latency of
+user-message → push → reply (p50, p99) for sequential ping-pongs, and the messages
+per second pushed through the MU with --concurrency ping-pongs in flight.`,
+	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		d := fs.Duration("duration", 3*time.Second, "measuring time per row")
+		wallets := fs.String("wallets", "arweave,ed25519", "MU wallet kinds")
+		conc := fs.Int("concurrency", 16, "ping-pongs in flight for the throughput row")
+		return func(ctx context.Context, args []string) error {
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
+			}
+			return mu.RunBench(ctx, mu.BenchConfig{Duration: *d, Wallets: strings.Split(*wallets, ","), Concurrency: *conc, Log: stderr}, stdout)
+		}
+	},
+}
