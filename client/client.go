@@ -8,6 +8,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,7 +159,11 @@ type Message struct {
 	Process string
 	Tags    []Tag
 	Data    []byte
-	Anchor  []byte // nil or 32 bytes
+	// Anchor is nil or 32 bytes. When nil, Message sets a random one: with a
+	// deterministic signature scheme (Ed25519, Ethereum) the same content would
+	// otherwise give the same item id, and the SU would treat a second send as
+	// a retry of the first.
+	Anchor []byte
 }
 
 // Message signs a message and sends it to the MU, returning its id.
@@ -170,11 +176,23 @@ func (c *Client) Message(ctx context.Context, m Message) (string, error) {
 	if len(data) == 0 {
 		data = []byte(" ")
 	}
-	d, err := ans104.Sign(c.Signer, data, ans104.Options{Target: target[:], Anchor: m.Anchor, Tags: c.protocolTags(m.Tags, len(m.Data) == 0, "Message")})
+	anchor := m.Anchor
+	if anchor == nil {
+		anchor = randomAnchor()
+	}
+	d, err := ans104.Sign(c.Signer, data, ans104.Options{Target: target[:], Anchor: anchor, Tags: c.protocolTags(m.Tags, len(m.Data) == 0, "Message")})
 	if err != nil {
 		return "", fmt.Errorf("client: message: %w", err)
 	}
 	return c.send(ctx, d)
+}
+
+// randomAnchor is 32 ASCII characters (hex of 16 random bytes), so that units
+// showing anchors as text (the SU does) show it.
+func randomAnchor() []byte {
+	var b [16]byte
+	rand.Read(b[:])
+	return []byte(hex.EncodeToString(b[:]))
 }
 
 // Send posts an already signed item to the MU and returns its id.

@@ -77,6 +77,16 @@ func TestWireShapes(t *testing.T) {
 	if got := strings.Join(names, ","); got != "Action=Eval,SDK=aonode,Data-Protocol=ao,Variant=ao.TN.1,Type=Message" || ans104.Base64URL(d.Target) != pid {
 		t.Errorf("message tags %s", got)
 	}
+	if len(d.Anchor) != 32 {
+		t.Errorf("message anchor %q, want 32 random characters", d.Anchor)
+	}
+	// The same content twice is two messages, even with a deterministic signer.
+	id1, _ := c.Message(ctx, Message{Process: pid, Data: []byte("same")})
+	id2, _ := c.Message(ctx, Message{Process: pid, Data: []byte("same")})
+	if id1 == id2 {
+		t.Error("two sends of the same content got one id")
+	}
+	*log = append((*log)[:1+1], (*log)[4:]...) // keep the request indexes below as they were
 	if _, err := c.Message(ctx, Message{Process: "short"}); err == nil {
 		t.Error("bad process id accepted")
 	}
