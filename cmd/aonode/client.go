@@ -362,6 +362,9 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 		if err != nil || r.Failed() {
 			return
 		}
+		if p := r.Prompt(); p != "" {
+			prompt = p
+		}
 		var inbox struct {
 			N int `json:"n"`
 			M []struct{ From, Action, Data string }
