@@ -6,7 +6,8 @@ import (
 )
 
 // Module-Format tag values (runtime.md §2). The reference CU accepts exactly
-// these seven; this runtime runs the wasm32 emscripten 2/3/4 ones.
+// these seven; this runtime runs the wasm32 emscripten 2/3/4 ones and
+// wasm64 (lowered to a 32-bit memory, so processes stay under 4 GiB).
 const (
 	FormatEmscripten                = "wasm32-unknown-emscripten"
 	FormatEmscripten2               = "wasm32-unknown-emscripten2"
@@ -28,17 +29,22 @@ type format struct {
 	// callsMain: the older glues boot Lua with main(0, 0) at instantiation;
 	// emscripten4 boots lazily inside the first handle (runtime.md §7.1).
 	callsMain bool
+	// wasm64: a memory64 binary with i64 pointers in its ABI. wazero has no
+	// memory64, so Compile lowers it to memory32 (package lower64) and the
+	// host uses the wasm64 layouts (16-byte iovecs, 8-byte size_t).
+	wasm64 bool
 }
 
 var formats = map[string]format{
 	FormatEmscripten2: {name: FormatEmscripten2, heapMax: 524_288_000, callsMain: true},
 	FormatEmscripten3: {name: FormatEmscripten3, heapMax: 4_294_901_760, callsMain: true},
 	FormatEmscripten4: {name: FormatEmscripten4, heapMax: 4_294_901_760},
+	FormatWasm64:      {name: FormatWasm64, heapMax: 17_179_869_184, wasm64: true},
 }
 
 // Formats lists the Module-Format values Compile accepts.
 func Formats() []string {
-	return []string{FormatEmscripten2, FormatEmscripten3, FormatEmscripten4}
+	return []string{FormatEmscripten2, FormatEmscripten3, FormatEmscripten4, FormatWasm64}
 }
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError.
@@ -70,11 +76,9 @@ func lookupFormat(name string) (format, error) {
 	}
 	var reason string
 	switch name {
-	case FormatWasm64, FormatWasm64Metering:
-		reason = "memory64 is not supported by the wazero engine"
 	case FormatEmscripten:
 		reason = "the minified glue's import names are build-specific"
-	case FormatEmscriptenMetering:
+	case FormatEmscriptenMetering, FormatWasm64Metering:
 		reason = "load-time gas metering is not implemented"
 	default:
 		reason = "not a known Module-Format"

@@ -15,12 +15,14 @@ import (
 
 // emscripten's WASI errno numbering.
 const (
-	errnoBADF  = 8
-	errnoINVAL = 28
-	errnoNOENT = 44
-	errnoNOSYS = 52
-	errnoNOTTY = 59
-	errnoSPIPE = 70
+	errnoBADF     = 8
+	errnoINVAL    = 28
+	errnoNOENT    = 44
+	errnoNOSYS    = 52
+	errnoNOTTY    = 59
+	errnoOVERFLOW = 61
+	errnoRANGE    = 68
+	errnoSPIPE    = 70
 )
 
 // Sentinels raised (panicked) by host functions and recognised on the way out.
@@ -50,13 +52,36 @@ func i32s(n int) []api.ValueType {
 	return t
 }
 
-// fixed wraps an implementation valid for exactly one signature.
+// fixed wraps an implementation valid for exactly one signature: nparams
+// i32 parameters.
 func fixed(nparams int, results []api.ValueType, f api.GoModuleFunc) hostFn {
 	return func(d api.FunctionDefinition) api.GoModuleFunc {
 		if !is(d, i32s(nparams), results...) {
 			return nil
 		}
+		return zext(d.ParamTypes(), f)
+	}
+}
+
+// zext makes the i32 arguments of f zero-extended in its stack: wazero leaves
+// the upper 32 bits of an i32 stack slot unspecified, and implementations
+// shared by the wasm32 and wasm64 forms read pointer arguments as 64-bit
+// values (ptr).
+func zext(params []api.ValueType, f api.GoModuleFunc) api.GoModuleFunc {
+	var idx []int
+	for i, p := range params {
+		if p == i32 {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
 		return f
+	}
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		for _, i := range idx {
+			stack[i] = uint64(uint32(stack[i]))
+		}
+		f(ctx, mod, stack)
 	}
 }
 
@@ -66,8 +91,19 @@ var (
 )
 
 func u32(v uint64) uint32 { return uint32(v) }
-func s32(v uint64) int32  { return int32(uint32(v)) }
-func ret(v int32) uint64  { return uint64(uint32(v)) }
+
+// ptr converts a pointer or length argument (i32, or i64 on wasm64) to a
+// memory offset. Lowered wasm64 memories are below 4 GiB, so a larger value
+// saturates to an offset every memory access rejects instead of wrapping
+// onto valid memory.
+func ptr(v uint64) uint32 {
+	if v > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
+func s32(v uint64) int32 { return int32(uint32(v)) }
+func ret(v int32) uint64 { return uint64(uint32(v)) }
 
 // syscallErr imports answer -errno; every host file operation is refused.
 func syscallErr(errno int32) hostFn {
@@ -76,7 +112,7 @@ func syscallErr(errno int32) hostFn {
 			return nil
 		}
 		for _, p := range d.ParamTypes() {
-			if p != i32 {
+			if p != i32 && p != api.ValueTypeI64 {
 				return nil
 			}
 		}
@@ -105,58 +141,64 @@ func trap(err error) hostFn {
 // the glue serves from one object, and "metering") to implementations.
 var imports = map[string]hostFn{
 	"_emscripten_throw_longjmp": fixed(0, r0, func(context.Context, api.Module, []uint64) { panic(errLongjmp) }),
-	"emscripten_resize_heap": fixed(1, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
-		req := uint64(u32(stack[0]))
-		stack[0] = 0
-		if vmFrom(ctx).resizeHeap(req) {
-			stack[0] = 1
-		}
-	}),
-	"_emscripten_memcpy_js": fixed(3, r0, memmove),
-	"emscripten_memcpy_big": fixed(3, r0, memmove),
-	"emscripten_date_now":   dateNow,
-	"_emscripten_date_now":  dateNow,
-	"emscripten_get_now":    dateNow,
+	"emscripten_resize_heap":    either(fixed(1, rI32, resizeHeap), exact("j", "i", resizeHeap)),
+	"_emscripten_memcpy_js":     either(fixed(3, r0, memmove), exact("jjj", "", memmove)),
+	"emscripten_memcpy_big":     fixed(3, r0, memmove),
+	"emscripten_date_now":       dateNow,
+	"_emscripten_date_now":      dateNow,
+	"emscripten_get_now":        dateNow,
 	"_emscripten_get_now_is_monotonic": fixed(0, rI32, func(_ context.Context, _ api.Module, stack []uint64) {
 		stack[0] = 1
 	}),
-	"emscripten_get_heap_max": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
-		stack[0] = uint64(uint32(vmFrom(ctx).heapMax))
-	}),
-	"_tzset_js":     tzset,
-	"_gmtime_js":    timeToTm(false),
-	"_localtime_js": timeToTm(true),
-	"_mktime_js":    fixed(1, rI32, mktimeJS),
-	"strftime":      fixed(4, rI32, strftimeJS),
-	"strftime_l":    fixed(5, rI32, strftimeJS),
+	"emscripten_get_heap_max": either(
+		fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
+			stack[0] = uint64(uint32(vmFrom(ctx).heapMax))
+		}),
+		exact("", "j", func(ctx context.Context, _ api.Module, stack []uint64) { stack[0] = vmFrom(ctx).heapMax })),
+	"_tzset_js":     either(tzset, exact("jjjj", "", tzset64)),
+	"_gmtime_js":    either(timeToTm(false), exact("jj", "", timeToTm64(false))),
+	"_localtime_js": either(timeToTm(true), exact("jj", "", timeToTm64(true))),
+	"_mktime_js":    either(fixed(1, rI32, mktimeJS), exact("j", "j", mktime64)),
+	"strftime":      either(fixed(4, rI32, strftimeJS), exact("jjjj", "j", strftime64)),
+	"strftime_l":    either(fixed(5, rI32, strftimeJS), exact("jjjjj", "j", strftime64)),
 
-	"fd_write":          fixed(4, rI32, fdWrite),
-	"fd_read":           fixed(4, rI32, fdRead),
+	"fd_write":          either(fixed(4, rI32, fdWrite), exact("ijjj", "i", fdWrite)),
+	"fd_read":           either(fixed(4, rI32, fdRead), exact("ijjj", "i", fdRead)),
 	"fd_close":          fixed(1, rI32, fdClose),
-	"fd_seek":           fixed(5, rI32, fdSeek),
-	"environ_sizes_get": fixed(2, rI32, environSizes),
-	"environ_get":       fixed(2, rI32, func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = 0 }),
-	"__syscall_fcntl64": fixed(3, rI32, fcntl),
-	"__syscall_ioctl":   fixed(3, rI32, ioctl),
+	"fd_seek":           either(fixed(5, rI32, fdSeek), exact("ijij", "i", fdSeek)),
+	"fd_sync":           fixed(1, rI32, fdSync),
+	"fd_fdstat_get":     either(fixed(2, rI32, fdFdstatGet), exact("ij", "i", fdFdstatGet)),
+	"environ_sizes_get": either(fixed(2, rI32, environSizes), exact("jj", "i", environSizes)),
+	"environ_get":       either(fixed(2, rI32, environGet), exact("jj", "i", environGet)),
+	"__syscall_fcntl64": either(fixed(3, rI32, fcntl), exact("iij", "i", fcntl)),
+	"__syscall_ioctl":   either(fixed(3, rI32, ioctl), exact("iij", "i", ioctl)),
+	"__syscall_getcwd":  either(fixed(2, rI32, getcwd), exact("jj", "i", getcwd)),
+	"_munmap_js":        exact("jjiiij", "i", munmap),
 
 	// The process has no file system: fopen goes through WeaveDrive, and
 	// everything that would touch a path or duplicate a descriptor fails.
-	"__syscall_openat":     syscallErr(errnoNOENT),
-	"__syscall_unlinkat":   syscallErr(errnoNOENT),
-	"__syscall_rmdir":      syscallErr(errnoNOENT),
-	"__syscall_renameat":   syscallErr(errnoNOENT),
-	"__syscall_readlinkat": syscallErr(errnoNOENT),
-	"__syscall_lstat64":    syscallErr(errnoNOENT),
-	"__syscall_stat64":     syscallErr(errnoNOENT),
-	"__syscall_newfstatat": syscallErr(errnoNOENT),
-	"__syscall_faccessat":  syscallErr(errnoNOENT),
-	"__syscall_mkdirat":    syscallErr(errnoNOENT),
-	"__syscall_dup3":       syscallErr(errnoNOSYS),
+	"__syscall_openat":      syscallErr(errnoNOENT),
+	"__syscall_unlinkat":    syscallErr(errnoNOENT),
+	"__syscall_rmdir":       syscallErr(errnoNOENT),
+	"__syscall_renameat":    syscallErr(errnoNOENT),
+	"__syscall_readlinkat":  syscallErr(errnoNOENT),
+	"__syscall_lstat64":     syscallErr(errnoNOENT),
+	"__syscall_stat64":      syscallErr(errnoNOENT),
+	"__syscall_newfstatat":  syscallErr(errnoNOENT),
+	"__syscall_faccessat":   syscallErr(errnoNOENT),
+	"__syscall_mkdirat":     syscallErr(errnoNOENT),
+	"__syscall_chmod":       syscallErr(errnoNOENT),
+	"__syscall_utimensat":   syscallErr(errnoNOENT),
+	"__syscall_fstat64":     syscallErr(errnoBADF),
+	"__syscall_fchmod":      syscallErr(errnoBADF),
+	"__syscall_fchown32":    syscallErr(errnoBADF),
+	"__syscall_ftruncate64": syscallErr(errnoBADF),
+	"__syscall_dup3":        syscallErr(errnoNOSYS),
 
 	// system(3): the reference glue spawns a real shell here (runtime.md §6).
 	// We answer "no shell" for NULL and ENOSYS otherwise, without looking at
 	// the command.
-	"_emscripten_system": fixed(1, rI32, system),
+	"_emscripten_system": either(fixed(1, rI32, system), exact("j", "i", system)),
 	"system":             fixed(1, rI32, system),
 
 	"exit": fixed(1, r0, func(_ context.Context, _ api.Module, stack []uint64) {
@@ -166,8 +208,8 @@ var imports = map[string]hostFn{
 	"abort":         trap(errAbort),
 	"__assert_fail": trap(errors.New("assertion failed")),
 
-	"__asyncjs__weavedrive_open":  fixed(2, rI32, driveOpen),
-	"__asyncjs__weavedrive_read":  fixed(3, rI32, driveRead),
+	"__asyncjs__weavedrive_open":  either(fixed(2, rI32, driveOpen), exact("jj", "i", driveOpen)),
+	"__asyncjs__weavedrive_read":  either(fixed(3, rI32, driveRead), exact("ijj", "i", driveRead)),
 	"__asyncjs__weavedrive_close": fixed(1, rI32, driveClose),
 
 	"metering_gasUsed": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
@@ -268,7 +310,7 @@ func (m *Module) buildHost(ctx context.Context) error {
 // Lua's error/pcall and coroutine yields go through here.
 func invoke(d api.FunctionDefinition) api.GoModuleFunc {
 	params := d.ParamTypes()
-	if len(params) == 0 || params[0] != i32 {
+	if len(params) == 0 || params[0] != i32 && params[0] != api.ValueTypeI64 {
 		return nil
 	}
 	fparams := append([]api.ValueType(nil), params[1:]...)
@@ -312,8 +354,16 @@ func (v *vm) putTableFunc(idx uint32, f api.Function) {
 	v.tfuncs[idx] = append(v.tfuncs[idx], f)
 }
 
+func resizeHeap(ctx context.Context, _ api.Module, stack []uint64) {
+	req := stack[0] // i32 (zero-extended) or i64
+	stack[0] = 0
+	if vmFrom(ctx).resizeHeap(req) {
+		stack[0] = 1
+	}
+}
+
 func memmove(ctx context.Context, mod api.Module, stack []uint64) {
-	dst, src, n := u32(stack[0]), u32(stack[1]), u32(stack[2])
+	dst, src, n := ptr(stack[0]), ptr(stack[1]), ptr(stack[2])
 	mem := mod.Memory()
 	d, ok1 := mem.Read(dst, n)
 	s, ok2 := mem.Read(src, n)
@@ -324,20 +374,23 @@ func memmove(ctx context.Context, mod api.Module, stack []uint64) {
 }
 
 func system(_ context.Context, _ api.Module, stack []uint64) {
-	if u32(stack[0]) == 0 {
+	if stack[0] == 0 {
 		stack[0] = 0 // "no command processor available"
 		return
 	}
 	stack[0] = ret(-errnoNOSYS)
 }
 
-func environSizes(_ context.Context, mod api.Module, stack []uint64) {
+func environSizes(ctx context.Context, mod api.Module, stack []uint64) {
 	// The glue's environment list is empty (its getEnvStrings returns []).
+	v := vmFrom(ctx)
 	mem := mod.Memory()
-	mem.WriteUint32Le(u32(stack[0]), 0)
-	mem.WriteUint32Le(u32(stack[1]), 0)
+	v.writeSize(mem, ptr(stack[0]), 0)
+	v.writeSize(mem, ptr(stack[1]), 0)
 	stack[0] = 0
 }
+
+func environGet(_ context.Context, _ api.Module, stack []uint64) { stack[0] = 0 }
 
 func cString(mem api.Memory, p uint32) string {
 	var b []byte
@@ -458,14 +511,34 @@ func strftimeJS(_ context.Context, mod api.Module, stack []uint64) {
 	stack[0] = uint64(len(out))
 }
 
-// iovecs yields the (ptr, len) pairs of a wasm32 iovec array.
-func iovecs(mem api.Memory, iov, n uint32, f func(p, l uint32) bool) {
-	for i := uint32(0); i < n; i++ {
-		p, _ := mem.ReadUint32Le(iov + 8*i)
-		l, _ := mem.ReadUint32Le(iov + 8*i + 4)
-		if !f(p, l) {
+// iovecs yields the (ptr, len) pairs of an iovec array: 8-byte entries of
+// two u32 on wasm32, 16-byte entries of two u64 on wasm64.
+func (v *vm) iovecs(mem api.Memory, iov uint32, n uint64, f func(p, l uint32) bool) {
+	if v.m.ptr64 {
+		for i := uint64(0); i < n; i++ {
+			p, ok1 := mem.ReadUint64Le(iov + uint32(16*i))
+			l, ok2 := mem.ReadUint64Le(iov + uint32(16*i) + 8)
+			if !ok1 || !ok2 || !f(ptr(p), ptr(l)) {
+				return
+			}
+		}
+		return
+	}
+	for i := uint64(0); i < n; i++ {
+		p, ok1 := mem.ReadUint32Le(iov + uint32(8*i))
+		l, ok2 := mem.ReadUint32Le(iov + uint32(8*i) + 4)
+		if !ok1 || !ok2 || !f(p, l) {
 			return
 		}
+	}
+}
+
+// writeSize stores a size_t: 4 bytes on wasm32, 8 on wasm64.
+func (v *vm) writeSize(mem api.Memory, p uint32, n uint64) {
+	if v.m.ptr64 {
+		mem.WriteUint64Le(p, n)
+	} else {
+		mem.WriteUint32Le(p, uint32(n))
 	}
 }
 
@@ -477,10 +550,11 @@ func fdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoBADF
 		return
 	}
-	var total uint32
+	var total uint64
 	mem := mod.Memory()
-	iovecs(mem, u32(stack[1]), u32(stack[2]), func(_, l uint32) bool { total += l; return true })
-	mem.WriteUint32Le(u32(stack[3]), total)
+	v := vmFrom(ctx)
+	v.iovecs(mem, ptr(stack[1]), stack[2], func(_, l uint32) bool { total += uint64(l); return true })
+	v.writeSize(mem, ptr(stack[3]), total)
 	stack[0] = 0
 }
 
@@ -488,9 +562,9 @@ func fdRead(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmFrom(ctx)
 	fd := s32(stack[0])
 	mem := mod.Memory()
-	var total uint32
+	var total uint64
 	if fd == 0 {
-		mem.WriteUint32Le(u32(stack[3]), 0) // stdin is empty
+		v.writeSize(mem, ptr(stack[3]), 0) // stdin is empty
 		stack[0] = 0
 		return
 	}
@@ -499,7 +573,7 @@ func fdRead(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoBADF
 		return
 	}
-	iovecs(mem, u32(stack[1]), u32(stack[2]), func(p, l uint32) bool {
+	v.iovecs(mem, ptr(stack[1]), stack[2], func(p, l uint32) bool {
 		buf, ok := mem.Read(p, l)
 		if !ok {
 			panic(errors.New("fd_read: buffer out of bounds"))
@@ -508,10 +582,10 @@ func fdRead(ctx context.Context, mod api.Module, stack []uint64) {
 		if err != nil {
 			panic(err)
 		}
-		total += uint32(n)
+		total += uint64(n)
 		return uint32(n) == l
 	})
-	mem.WriteUint32Le(u32(stack[3]), total)
+	v.writeSize(mem, ptr(stack[3]), total)
 	stack[0] = 0
 }
 
@@ -532,8 +606,19 @@ func fdClose(ctx context.Context, _ api.Module, stack []uint64) {
 func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmFrom(ctx)
 	fd := s32(stack[0])
-	off := int64(u32(stack[1])) | int64(s32(stack[2]))<<32
-	whence := s32(stack[3])
+	var off int64
+	var whence int32
+	var out uint32
+	if v.m.ptr64 { // (fd, i64 offset, whence, i64 *newOffset)
+		off, whence, out = int64(stack[1]), s32(stack[2]), ptr(stack[3])
+		if off < -(1<<53) || off > 1<<53 {
+			stack[0] = errnoOVERFLOW // the glue's bigintToI53Checked gives NaN
+			return
+		}
+	} else { // (fd, offset lo, offset hi, whence, *newOffset)
+		off = int64(u32(stack[1])) | int64(s32(stack[2]))<<32
+		whence, out = s32(stack[3]), u32(stack[4])
+	}
 	f := v.files[fd]
 	if f == nil {
 		if fd >= 0 && fd <= 2 {
@@ -560,8 +645,7 @@ func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	f.pos = pos
-	mem := mod.Memory()
-	mem.WriteUint64Le(u32(stack[4]), uint64(pos))
+	mod.Memory().WriteUint64Le(out, uint64(pos))
 	stack[0] = 0
 }
 
@@ -571,7 +655,7 @@ func isStd(fd int32) bool { return fd >= 0 && fd <= 2 }
 // standard streams and WeaveDrive files.
 func fcntl(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmFrom(ctx)
-	fd, cmd, va := s32(stack[0]), s32(stack[1]), u32(stack[2])
+	fd, cmd, va := s32(stack[0]), s32(stack[1]), ptr(stack[2])
 	if !isStd(fd) && v.files[fd] == nil {
 		stack[0] = ret(-errnoBADF)
 		return
@@ -599,7 +683,7 @@ func fcntl(ctx context.Context, mod api.Module, stack []uint64) {
 // TTY; drive files are not terminals.
 func ioctl(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmFrom(ctx)
-	fd, op, va := s32(stack[0]), s32(stack[1]), u32(stack[2])
+	fd, op, va := s32(stack[0]), s32(stack[1]), ptr(stack[2])
 	if !isStd(fd) {
 		if v.files[fd] == nil {
 			stack[0] = ret(-errnoBADF)
@@ -648,11 +732,19 @@ func (v *vm) asyncImport(ctx context.Context, stack []uint64, work func() uint64
 		return
 	}
 	v.asyncResult = work()
-	p := uint32(v.call(ctx, v.malloc, 12+asyncifyStackSize))
 	mem := v.mod.Memory()
-	mem.WriteUint32Le(p, p+12)
-	mem.WriteUint32Le(p+4, p+12+asyncifyStackSize)
-	mem.WriteUint32Le(p+8, 0) // rewind id of "handle", the first export unwound
+	var p uint32
+	if v.m.ptr64 { // {u64 stack, u64 stack end, i32 rewind id}
+		p = ptr(v.call(ctx, v.malloc, 24+asyncifyStackSize))
+		mem.WriteUint64Le(p, uint64(p)+24)
+		mem.WriteUint64Le(p+8, uint64(p)+24+asyncifyStackSize)
+		mem.WriteUint32Le(p+16, 0)
+	} else {
+		p = uint32(v.call(ctx, v.malloc, 12+asyncifyStackSize))
+		mem.WriteUint32Le(p, p+12)
+		mem.WriteUint32Le(p+4, p+12+asyncifyStackSize)
+		mem.WriteUint32Le(p+8, 0) // rewind id of "handle", the first export unwound
+	}
 	v.asyncData = p
 	v.call(ctx, v.asyncStart, uint64(p))
 	stack[0] = 0
@@ -662,13 +754,13 @@ func driveOpen(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmFrom(ctx)
 	v.asyncImport(ctx, stack, func() uint64 {
 		mem := mod.Memory()
-		return ret(v.openDrive(ctx, cString(mem, u32(stack[0])), cString(mem, u32(stack[1]))))
+		return ret(v.openDrive(ctx, cString(mem, ptr(stack[0])), cString(mem, ptr(stack[1]))))
 	})
 }
 
 func driveRead(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmFrom(ctx)
-	fd, dst, n := s32(stack[0]), u32(stack[1]), u32(stack[2])
+	fd, dst, n := s32(stack[0]), ptr(stack[1]), ptr(stack[2])
 	v.asyncImport(ctx, stack, func() uint64 {
 		f := v.files[fd]
 		if f == nil {

@@ -15,8 +15,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/aonode/aonode/cu/wasm/meter"
-	"github.com/aonode/aonode/cu/wasm/wasmbin"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -50,17 +48,7 @@ type Module struct {
 	minPages   uint32
 	sigs       map[string]api.FunctionDefinition // exports by name
 	fuel       bool                              // instrumented by meter.AddFuel
-}
-
-func addFuel(bin []byte) ([]byte, error) {
-	wm, err := wasmbin.Decode(bin)
-	if err != nil {
-		return nil, err
-	}
-	if err := meter.AddFuel(wm); err != nil {
-		return nil, err
-	}
-	return wm.Encode(), nil
+	ptr64      bool                              // wasm64 ABI (i64 pointers), memory lowered to 32 bits
 }
 
 var (
@@ -100,16 +88,15 @@ func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
 		m.weaveDrive = true
 	}
 
-	if !opts.Uninterruptible {
-		// A deadline or cancellation of the ctx given to Handle stops a
-		// runaway process at its next fuel check (see outOfFuel); the
-		// instance is then rebuilt from its last good state. wazero's own
-		// WithCloseOnContextDone would do the same with a check on every
-		// call and loop back-edge, which costs 2-3x in speed.
-		if bin, err = addFuel(bin); err != nil {
-			return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
-		}
-		m.fuel = true
+	// A deadline or cancellation of the ctx given to Handle stops a runaway
+	// process at its next fuel check (see outOfFuel); the instance is then
+	// rebuilt from its last good state. wazero's own WithCloseOnContextDone
+	// would do the same with a check on every call and loop back-edge, which
+	// costs 2-3x in speed.
+	m.fuel = !opts.Uninterruptible
+	m.ptr64 = f.wasm64
+	if bin, err = rewrite(bin, rewriteOpts{lower64: f.wasm64, fuel: m.fuel}, opts.CacheDir); err != nil {
+		return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2)
 	if opts.CacheDir != "" {
@@ -178,23 +165,28 @@ func sameTypes(a, b []api.ValueType) bool {
 }
 
 // checkExports makes sure the exports the host protocol needs exist with
-// wasm32 signatures, under either naming generation of the stack helpers.
+// the signatures of the module's pointer width, under either naming
+// generation of the stack helpers.
 func (m *Module) checkExports() error {
+	p, width := i32, "wasm32"
+	if m.ptr64 {
+		p, width = api.ValueTypeI64, "wasm64"
+	}
 	need := map[string]sig{
-		"handle":   {[]api.ValueType{i32, i32}, []api.ValueType{i32}},
-		"setThrew": {[]api.ValueType{i32, i32}, nil},
+		"handle":   {[]api.ValueType{p, p}, []api.ValueType{p}},
+		"setThrew": {[]api.ValueType{p, i32}, nil},
 	}
 	if m.format.callsMain {
-		need["main"] = sig{[]api.ValueType{i32, i32}, []api.ValueType{i32}}
+		need["main"] = sig{[]api.ValueType{i32, p}, []api.ValueType{i32}}
 	}
 	if _, ok := m.sigs["_emscripten_stack_alloc"]; ok {
-		need["_emscripten_stack_alloc"] = sig{[]api.ValueType{i32}, []api.ValueType{i32}}
-		need["_emscripten_stack_restore"] = sig{[]api.ValueType{i32}, nil}
-		need["emscripten_stack_get_current"] = sig{nil, []api.ValueType{i32}}
+		need["_emscripten_stack_alloc"] = sig{[]api.ValueType{p}, []api.ValueType{p}}
+		need["_emscripten_stack_restore"] = sig{[]api.ValueType{p}, nil}
+		need["emscripten_stack_get_current"] = sig{nil, []api.ValueType{p}}
 	} else {
-		need["stackAlloc"] = sig{[]api.ValueType{i32}, []api.ValueType{i32}}
-		need["stackRestore"] = sig{[]api.ValueType{i32}, nil}
-		need["stackSave"] = sig{nil, []api.ValueType{i32}}
+		need["stackAlloc"] = sig{[]api.ValueType{p}, []api.ValueType{p}}
+		need["stackRestore"] = sig{[]api.ValueType{p}, nil}
+		need["stackSave"] = sig{nil, []api.ValueType{p}}
 	}
 	for name, s := range need {
 		d, ok := m.sigs[name]
@@ -202,7 +194,7 @@ func (m *Module) checkExports() error {
 			return &UnsupportedError{Kind: "export", Value: name, Reason: "missing"}
 		}
 		if !sameTypes(d.ParamTypes(), s.params) || !sameTypes(d.ResultTypes(), s.results) {
-			return &UnsupportedError{Kind: "export", Value: name, Reason: "signature is not wasm32"}
+			return &UnsupportedError{Kind: "export", Value: name, Reason: "signature is not " + width}
 		}
 	}
 	return nil

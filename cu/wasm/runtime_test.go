@@ -305,7 +305,7 @@ func TestWeaveDrive(t *testing.T) {
 
 func TestUnsupported(t *testing.T) {
 	ctx := context.Background()
-	for _, f := range []string{FormatWasm64, FormatWasm64Metering, FormatEmscripten, FormatEmscriptenMetering, "wasm32-wasi", ""} {
+	for _, f := range []string{FormatWasm64Metering, FormatEmscripten, FormatEmscriptenMetering, "wasm32-wasi", ""} {
 		_, err := Compile(ctx, []byte("\x00asm\x01\x00\x00\x00"), Options{Format: f})
 		var ue *UnsupportedError
 		if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Kind != "Module-Format" {
@@ -319,6 +319,13 @@ func TestUnsupported(t *testing.T) {
 	_, err = Compile(ctx, []byte("not wasm"), Options{Format: FormatEmscripten4})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Errorf("garbage binary: %v", err)
+	}
+	// wasm64 is lowered to memory32: a binary without a memory64 memory is
+	// refused as a binary (by the lowering), not as a format.
+	_, err = Compile(ctx, []byte("\x00asm\x01\x00\x00\x00"), Options{Format: FormatWasm64})
+	var ue *UnsupportedError
+	if !errors.As(err, &ue) || ue.Kind != "binary" || !strings.Contains(err.Error(), "lower64") {
+		t.Errorf("wasm64 without memory64: %v", err)
 	}
 	// A valid module without the emscripten exports.
 	_, err = Compile(ctx, []byte("\x00asm\x01\x00\x00\x00"), Options{Format: FormatEmscripten4})
