@@ -5,7 +5,9 @@
 // and assign. Each step prints one JSON line {"step","ok",...}; the first failed
 // step prints {"step","ok":false,"error"} and the script exits 1.
 //
-// usage: MU_URL=… CU_URL=… GATEWAY_URL=… node aoconnect.js WALLET.json MODULE.wasm MU_ADDRESS SCHEDULER_ADDRESS [STEP...]
+// usage: MU_URL=… CU_URL=… GATEWAY_URL=… [MODULE_FORMAT=…] node aoconnect.js WALLET.json MODULE.wasm MU_ADDRESS SCHEDULER_ADDRESS [STEP...]
+// MODULE_FORMAT defaults to wasm32-unknown-emscripten4 (aos 2.0.4); aos 2.0.6 is
+// wasm64-unknown-emscripten-draft_2024_02_15.
 "use strict";
 
 const fs = require("fs");
@@ -43,7 +45,7 @@ async function publishModule() {
     { name: "Data-Protocol", value: "ao" },
     { name: "Variant", value: "ao.TN.1" },
     { name: "Type", value: "Module" },
-    { name: "Module-Format", value: "wasm32-unknown-emscripten4" },
+    { name: "Module-Format", value: process.env.MODULE_FORMAT || "wasm32-unknown-emscripten4" },
     { name: "Input-Encoding", value: "JSON-V1" },
     { name: "Output-Encoding", value: "JSON-V1" },
     { name: "Memory-Limit", value: "1-gb" },

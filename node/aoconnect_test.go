@@ -14,15 +14,25 @@ import (
 )
 
 // TestAoconnect drives a node with the unmodified @permaweb/aoconnect@0.0.98 in
-// legacy mode (interop/aoconnect.js): publish aos 2.0.4, spawn, Eval return 1+1,
+// legacy mode (interop/aoconnect.js): publish aos, spawn, Eval return 1+1,
 // ping-pong between two processes, a spawned child, dry-run, results paging,
-// cron through monitor, and assign.
+// cron through monitor, and assign; with aos 2.0.4 (wasm32) and aos 2.0.6
+// (memory64, lowered to memory32 at load).
 func TestAoconnect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
+	for _, m := range []struct{ file, format string }{
+		{"aos2_0_4_32.wasm", "wasm32-unknown-emscripten4"},
+		{"aos2_0_6.wasm", "wasm64-unknown-emscripten-draft_2024_02_15"},
+	} {
+		t.Run(m.file, func(t *testing.T) { aoconnectScenario(t, m.file, m.format) })
+	}
+}
+
+func aoconnectScenario(t *testing.T, file, format string) {
 	dir := interop.Dir(t)
-	wasm := interop.WaoModulePath(t, "aos2_0_4_32.wasm")
+	wasm := interop.WaoModulePath(t, file)
 	n := startNode(t)
 	w, err := wallet.Generate(wallet.Arweave)
 	if err != nil {
@@ -34,7 +44,7 @@ func TestAoconnect(t *testing.T) {
 	}
 	cmd := exec.Command("node", filepath.Join(dir, "aoconnect.js"), jwk, wasm, n.MUAddress, n.SUAddress)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "MU_URL="+n.MUURL, "CU_URL="+n.CUURL, "GATEWAY_URL="+n.GatewayURL)
+	cmd.Env = append(os.Environ(), "MU_URL="+n.MUURL, "CU_URL="+n.CUURL, "GATEWAY_URL="+n.GatewayURL, "MODULE_FORMAT="+format)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
