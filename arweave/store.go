@@ -11,15 +11,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
-
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/internal/sqlite"
 )
 
 // ErrNotFound is returned when no item or block has the requested id or height.
@@ -55,23 +53,15 @@ type Item struct {
 // Store is the permanent store: SQLite in one file, one writer that commits
 // concurrent writes together, many readers.
 type Store struct {
-	db     *sql.DB // readers
-	wdb    *sql.DB // the single writer connection
-	writes chan writeReq
-	done   chan struct{}
-	wg     sync.WaitGroup
+	d      *sqlite.DB
+	db     *sql.DB              // readers (d.Read)
+	stmts  map[string]*sql.Stmt // prepared writer statements, by SQL text
+	done   chan struct{}        // closed by Close, stops background loops
 	closed sync.Once
-
-	stmts map[string]*sql.Stmt // prepared writer statements, by SQL text
 
 	mu      sync.RWMutex
 	current Block // the newest block
 	now     func() time.Time
-}
-
-type writeReq struct {
-	op   func(tx *sql.Tx) error
-	done chan error
 }
 
 const schema = `
@@ -131,28 +121,11 @@ CREATE TABLE IF NOT EXISTS blocks (
 
 // Open opens (creating if needed) the store in dir/store.db.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	d, err := sqlite.Open(ctx, filepath.Join(dir, "store.db"), schema, 8)
+	if err != nil {
 		return nil, fmt.Errorf("arweave: %w", err)
 	}
-	path := filepath.Join(dir, "store.db")
-	// WAL with synchronous=FULL: a commit is on disk before Put returns.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
-	wdb, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("arweave: open %s: %w", path, err)
-	}
-	wdb.SetMaxOpenConns(1)
-	if _, err := wdb.ExecContext(ctx, schema); err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("arweave: create schema in %s: %w", path, err)
-	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("arweave: open %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(8)
-	s := &Store{db: db, wdb: wdb, writes: make(chan writeReq, 1024), done: make(chan struct{}), now: time.Now, stmts: map[string]*sql.Stmt{}}
+	s := &Store{d: d, db: d.Read, done: make(chan struct{}), now: time.Now, stmts: map[string]*sql.Stmt{}}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -161,28 +134,25 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	s.wg.Add(1)
-	go s.writer()
 	return s, nil
 }
 
-// Close stops the writer after the writes already queued and closes the database.
+// Close finishes the writes already queued and closes the database.
 func (s *Store) Close() error {
 	var err error
 	s.closed.Do(func() {
 		close(s.done)
-		s.wg.Wait()
-		err = errors.Join(s.wdb.Close(), s.db.Close())
+		err = s.d.Close()
 	})
 	return err
 }
 
 func (s *Store) loadOrCreateGenesis(ctx context.Context) error {
-	b, err := s.blockAt(ctx, s.wdb, -1)
+	b, err := s.blockAt(ctx, s.d.Writer(), -1)
 	if errors.Is(err, ErrNotFound) {
 		b = Block{Height: 0, Timestamp: s.now().Unix()}
 		b.ID = blockID("", 0, b.Timestamp, 0)
-		_, err = s.wdb.ExecContext(ctx, `INSERT INTO blocks(height, id, previous, timestamp, items) VALUES (0, ?, '', ?, 0)`, b.ID, b.Timestamp)
+		_, err = s.d.Writer().ExecContext(ctx, `INSERT INTO blocks(height, id, previous, timestamp, items) VALUES (0, ?, '', ?, 0)`, b.ID, b.Timestamp)
 	}
 	if err != nil {
 		return fmt.Errorf("arweave: load blocks: %w", err)
@@ -201,74 +171,6 @@ func blockID(previous string, height, timestamp, lastSeq int64) string {
 	return ans104.Base64URL(h[:])
 }
 
-// writer runs every write on the single writer connection, committing the
-// requests that are waiting together in one transaction.
-func (s *Store) writer() {
-	defer s.wg.Done()
-	for {
-		var batch []writeReq
-		select {
-		case r := <-s.writes:
-			batch = append(batch, r)
-		case <-s.done:
-			for {
-				select {
-				case r := <-s.writes:
-					batch = append(batch, r)
-				default:
-					if len(batch) > 0 {
-						s.commit(batch)
-					}
-					return
-				}
-			}
-		}
-	drain:
-		for len(batch) < 256 {
-			select {
-			case r := <-s.writes:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		s.commit(batch)
-	}
-}
-
-func (s *Store) commit(batch []writeReq) {
-	err := s.runTx(batch)
-	if err != nil && len(batch) > 1 {
-		// One bad request must not fail the others: run them one by one.
-		for _, r := range batch {
-			r.done <- s.runTx([]writeReq{r})
-		}
-		return
-	}
-	for _, r := range batch {
-		r.done <- err
-	}
-}
-
-func (s *Store) runTx(batch []writeReq) error {
-	tx, err := s.wdb.Begin()
-	if err != nil {
-		return fmt.Errorf("arweave: begin: %w", err)
-	}
-	for _, r := range batch {
-		if err := r.op(tx); err != nil {
-			tx.Rollback()
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("arweave: commit: %w", err)
-	}
-	return nil
-}
-
-var errClosed = errors.New("arweave: store is closed")
-
 // Statements of the hot write path, prepared once at Open on the writer
 // connection (preparing later would wait for the connection a transaction holds).
 const (
@@ -280,7 +182,7 @@ const (
 
 func (s *Store) prepare(ctx context.Context) error {
 	for _, q := range []string{sqlInsertItem, sqlInsertRaw, sqlInsertTag} {
-		st, err := s.wdb.PrepareContext(ctx, q)
+		st, err := s.d.Writer().PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("arweave: prepare: %w", err)
 		}
@@ -294,24 +196,9 @@ func (s *Store) exec(tx *sql.Tx, query string, args ...any) (sql.Result, error) 
 	return tx.Stmt(s.stmts[query]).Exec(args...)
 }
 
-// write queues op for the writer and waits until it is committed.
+// write runs op in a committed transaction, possibly shared with other writes.
 func (s *Store) write(ctx context.Context, op func(tx *sql.Tx) error) error {
-	r := writeReq{op: op, done: make(chan error, 1)}
-	select {
-	case <-s.done:
-		return errClosed
-	default:
-	}
-	select {
-	case s.writes <- r:
-	case <-s.done:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the write happens; wait for it even if ctx ends, so that
-	// the caller never reports failure for data that was stored.
-	return <-r.done
+	return s.d.Write(ctx, op)
 }
 
 // MaxBundleDepth bounds how deeply nested bundles are unpacked and indexed.
@@ -492,7 +379,7 @@ func (s *Store) MineEvery(ctx context.Context, interval time.Duration, onErr fun
 		case <-s.done:
 			return
 		case <-t.C:
-			if _, _, err := s.Mine(ctx); err != nil && onErr != nil && !errors.Is(err, errClosed) {
+			if _, _, err := s.Mine(ctx); err != nil && onErr != nil && !errors.Is(err, sqlite.ErrClosed) {
 				onErr(err)
 			}
 		}

@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"path/filepath"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite driver
+	"github.com/aonode/aonode/internal/sqlite"
 )
 
 // store keeps evaluation results and the latest checkpoint of each process in
@@ -17,7 +15,8 @@ import (
 // Results are keyed as the reference CU keys them: process, timestamp,
 // ordinate (nonce) and cron id ("" for scheduled messages).
 type store struct {
-	w, r *sql.DB
+	d    *sqlite.DB
+	w, r *sql.DB // d's writer connection and read pool
 }
 
 // evalRow is one stored evaluation.
@@ -34,16 +33,6 @@ type evalRow struct {
 }
 
 func openStore(ctx context.Context, dir string) (*store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cu: data dir: %w", err)
-	}
-	path := filepath.Join(dir, "cu.db")
-	p := url.Values{"_pragma": {"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)"}, "_txlock": {"immediate"}}
-	w, err := sql.Open("sqlite", "file:"+path+"?"+p.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("cu: open store: %w", err)
-	}
-	w.SetMaxOpenConns(1)
 	const schema = `
 CREATE TABLE IF NOT EXISTS evaluations (
 	process TEXT NOT NULL, timestamp INTEGER NOT NULL, ordinate INTEGER NOT NULL, cron TEXT NOT NULL,
@@ -53,20 +42,16 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE INDEX IF NOT EXISTS evaluations_message ON evaluations (process, message_id);
 CREATE TABLE IF NOT EXISTS checkpoints (
 	process TEXT PRIMARY KEY, sha256 TEXT NOT NULL, state BLOB NOT NULL);`
-	if _, err := w.ExecContext(ctx, schema); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("cu: store schema: %w", err)
-	}
-	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	d, err := sqlite.Open(ctx, filepath.Join(dir, "cu.db"), schema, 8)
 	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("cu: open store: %w", err)
+		return nil, fmt.Errorf("cu: store: %w", err)
 	}
-	r.SetMaxOpenConns(8)
-	return &store{w: w, r: r}, nil
+	// Results are written in batches by one evaluator at a time per process;
+	// they use the writer connection directly.
+	return &store{d: d, w: d.Writer(), r: d.Read}, nil
 }
 
-func (s *store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+func (s *store) Close() error { return s.d.Close() }
 
 // putEvals stores a batch of evaluations in one transaction. A repeated key
 // (a replay after a restart) overwrites: evaluation is deterministic.

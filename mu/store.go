@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // pure-Go "sqlite" driver
+	"github.com/aonode/aonode/internal/sqlite"
 )
 
 // Task states.
@@ -94,134 +92,26 @@ CREATE TABLE IF NOT EXISTS processes (
 );
 `
 
-// store is the MU's SQLite database. All writes go through one goroutine that
-// commits whatever is waiting in one transaction (group commit): with
-// synchronous=FULL every commit is an fsync, so batching is what makes a
-// fan-out of thousands of steps fast.
+// store is the MU's SQLite database. Writes are group-committed
+// (internal/sqlite), which is what makes a fan-out of thousands of steps fast.
 type store struct {
-	wdb, rdb *sql.DB
-	writes   chan writeReq
-	done     chan struct{}
-	wg       sync.WaitGroup
-	closed   sync.Once
+	d   *sqlite.DB
+	rdb *sql.DB // readers (d.Read)
 }
-
-type writeReq struct {
-	op   func(tx *sql.Tx) error
-	done chan error
-}
-
-var errStoreClosed = errors.New("mu: store is closed")
 
 func openStore(ctx context.Context, dir string) (*store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("mu: data dir: %w", err)
-	}
-	path := filepath.Join(dir, "mu.db")
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
-	wdb, err := sql.Open("sqlite", dsn)
+	d, err := sqlite.Open(ctx, filepath.Join(dir, "mu.db"), schema, 4)
 	if err != nil {
-		return nil, fmt.Errorf("mu: open %s: %w", path, err)
+		return nil, fmt.Errorf("mu: %w", err)
 	}
-	wdb.SetMaxOpenConns(1)
-	if _, err := wdb.ExecContext(ctx, schema); err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("mu: schema in %s: %w", path, err)
-	}
-	rdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("mu: open %s: %w", path, err)
-	}
-	rdb.SetMaxOpenConns(4)
-	s := &store{wdb: wdb, rdb: rdb, writes: make(chan writeReq, 1024), done: make(chan struct{})}
-	s.wg.Add(1)
-	go s.writer()
-	return s, nil
+	return &store{d: d, rdb: d.Read}, nil
 }
 
-func (s *store) close() error {
-	var err error
-	s.closed.Do(func() {
-		close(s.done)
-		s.wg.Wait()
-		err = errors.Join(s.wdb.Close(), s.rdb.Close())
-	})
-	return err
-}
-
-func (s *store) writer() {
-	defer s.wg.Done()
-	for {
-		var batch []writeReq
-		select {
-		case r := <-s.writes:
-			batch = append(batch, r)
-		case <-s.done:
-			for {
-				select {
-				case r := <-s.writes:
-					r.done <- s.runTx([]writeReq{r})
-				default:
-					return
-				}
-			}
-		}
-	drain:
-		for len(batch) < 512 {
-			select {
-			case r := <-s.writes:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		if err := s.runTx(batch); err != nil && len(batch) > 1 {
-			for _, r := range batch { // one bad op must not fail the others
-				r.done <- s.runTx([]writeReq{r})
-			}
-			continue
-		} else {
-			for _, r := range batch {
-				r.done <- err
-			}
-		}
-	}
-}
-
-func (s *store) runTx(batch []writeReq) error {
-	tx, err := s.wdb.Begin()
-	if err != nil {
-		return fmt.Errorf("mu: begin: %w", err)
-	}
-	for _, r := range batch {
-		if err := r.op(tx); err != nil {
-			tx.Rollback()
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mu: commit: %w", err)
-	}
-	return nil
-}
+func (s *store) close() error { return s.d.Close() }
 
 // write runs op in a committed transaction (possibly shared with others).
 func (s *store) write(ctx context.Context, op func(tx *sql.Tx) error) error {
-	r := writeReq{op: op, done: make(chan error, 1)}
-	select {
-	case <-s.done:
-		return errStoreClosed
-	default:
-	}
-	select {
-	case s.writes <- r:
-	case <-s.done:
-		return errStoreClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return <-r.done // once queued it happens; never report failure for stored data
+	return s.d.Write(ctx, op)
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }
