@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -57,7 +55,7 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 			if *walletPath == "" {
 				*walletPath = filepath.Join(*data, "mu-wallet.json")
 			}
-			w, err := loadOrCreateMUWallet(*walletPath, *walletType)
+			w, err := loadOrCreateWallet(*walletPath, *walletType)
 			if err != nil {
 				return err
 			}
@@ -78,22 +76,6 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 			return serveHTTP(ctx, ln, srv.Handler())
 		}
 	},
-}
-
-// loadOrCreateMUWallet loads the MU wallet, creating it on first start.
-func loadOrCreateMUWallet(path, kind string) (*wallet.Wallet, error) {
-	w, err := wallet.Load(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return w, err
-	}
-	fmt.Fprintf(stderr, "aonode mu: creating a new %s MU wallet at %s ...\n", kind, path)
-	if w, err = wallet.Generate(kind); err != nil {
-		return nil, usageError("%v", err)
-	}
-	if err := w.Save(path); err != nil {
-		return nil, err
-	}
-	return w, nil
 }
 
 var benchMUCmd = &command{
