@@ -155,6 +155,37 @@ func TestAOSThroughTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A chain of 10 processes, each forwarding the message to the next.
+	chain := make([]string, 10)
+	for i := range chain {
+		chain[i] = spawn(client.Tag{Name: "Name", Value: fmt.Sprintf("link%d", i)})
+	}
+	for i, p := range chain {
+		next := ""
+		if i+1 < len(chain) {
+			next = chain[i+1]
+		}
+		evalIn(p, fmt.Sprintf(`Next = %q Handlers.add("fwd", Handlers.utils.hasMatchingTag("Action", "Forward"), function (msg)
+			Hops = msg.Data .. ">" .. %d
+			if Next ~= "" then Send({ Target = Next, Action = "Forward", Data = Hops }) end end)`, next, i))
+	}
+	if _, err := c.Message(ctx, client.Message{Process: chain[0], Tags: []client.Tag{{Name: "Action", Value: "Forward"}}, Data: []byte("start")}); err != nil {
+		t.Fatal(err)
+	}
+	until(chain[9], `return Hops or ""`, "start>0>1>2>3>4>5>6>7>8>9")
+
+	// An assignment pushed from a process's outbox: alpha assigns one of its
+	// messages to the sink, which runs it.
+	evalIn(sink, `ao.addAssignable("from-alpha", function (msg) return msg.Action == "Assigned" end) Handlers.add("assigned", Handlers.utils.hasMatchingTag("Action", "Assigned"), function (msg) AssignedData = msg.Data end)`)
+	mine, err := c.Message(ctx, client.Message{Process: pid, Tags: []client.Tag{{Name: "Action", Value: "Assigned"}}, Data: []byte("via outbox")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := eval(fmt.Sprintf(`Assign({ Processes = { %q }, Message = %q }) return "ok"`, sink, mine)); len(r.Assignments) != 1 {
+		t.Fatalf("outbox assignments: %s", r.Assignments)
+	}
+	until(sink, `return AssignedData or ""`, "via outbox")
+
 	// Assign an existing message to a second process.
 	evalIn(sink, `ao.addAssignable("notes", function (msg) return msg.Action == "Note" end) Handlers.add("note", Handlers.utils.hasMatchingTag("Action", "Note"), function (msg) Note = msg.Data end)`)
 	note, err := c.Message(ctx, client.Message{Process: pid, Tags: []client.Tag{{Name: "Action", Value: "Note"}}, Data: []byte("assigned")})
