@@ -15,6 +15,9 @@
 //   node loader.js bench WASM FORMAT N
 //     Boots aos, adds a Ping handler and times N Ping messages on the live
 //     instance; prints {"n", "ms", "perSecond"}.
+//   node loader.js bench-reload WASM FORMAT N
+//     The same, passing the memory in and out of every handle() call, as the
+//     reference CU does by default.
 'use strict'
 const fs = require('fs')
 const crypto = require('crypto')
@@ -82,7 +85,7 @@ async function run (inputs) {
   }
 }
 
-async function bench (n) {
+async function bench (n, reload) {
   const handle = await AoLoader(wasm, options)
   const pid = 'PROCESS_ID_0000000000000000000000000000000a'
   const owner = 'OWNER_ADDRESS_00000000000000000000000000001'
@@ -93,15 +96,17 @@ async function bench (n) {
   await handle(null, msg({ Tags: [{ name: 'Action', value: 'Eval' }], Data: 'Handlers.add("ping", "Ping", function (m) m.reply({ Data = "pong" }) end)' }), env)
   const t0 = performance.now()
   let r
+  let mem = null
   for (let i = 0; i < n; i++) {
-    r = await handle(null, msg({ Tags: [{ name: 'Action', value: 'Ping' }] }), env)
+    r = await handle(reload ? mem : null, msg({ Tags: [{ name: 'Action', value: 'Ping' }] }), env)
+    if (reload) mem = r.Memory
     if (r.Error || r.Messages.length !== 1) throw new Error('bad ping result ' + JSON.stringify(r.Error))
   }
   const ms = performance.now() - t0
   log({ n, ms, perSecond: n / ms * 1000, memSize: r.Memory.byteLength })
 }
 
-const main = mode === 'bench'
-  ? bench(Number(arg))
+const main = mode === 'bench' || mode === 'bench-reload'
+  ? bench(Number(arg), mode === 'bench-reload')
   : run(JSON.parse(fs.readFileSync(arg, 'utf8')))
 main.catch((err) => { process.stderr.write(String(err && err.stack ? err.stack : err) + '\n'); process.exit(1) })
