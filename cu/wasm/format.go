@@ -6,8 +6,10 @@ import (
 )
 
 // Module-Format tag values (runtime.md §2). The reference CU accepts exactly
-// these seven; this runtime runs the wasm32 emscripten 2/3/4 ones and
-// wasm64 (lowered to a 32-bit memory, so processes stay under 4 GiB).
+// these seven; this runtime runs all but the minified wasm32-unknown-emscripten:
+// the wasm32 emscripten 2/3/4 ones, wasm64 (lowered to a 32-bit memory, so
+// processes stay under 4 GiB) and the two -metering formats (gas metered at
+// load time exactly like the reference, runtime.md §9).
 const (
 	FormatEmscripten                = "wasm32-unknown-emscripten"
 	FormatEmscripten2               = "wasm32-unknown-emscripten2"
@@ -33,18 +35,26 @@ type format struct {
 	// memory64, so Compile lowers it to memory32 (package lower64) and the
 	// host uses the wasm64 layouts (16-byte iovecs, 8-byte size_t).
 	wasm64 bool
+	// metered: a -metering format. Compile meters the binary like
+	// @permaweb/wasm-metering (meter.AddGas; i32 meter for wasm32, i64 for
+	// wasm64) and the host charges Compute-Limit through metering.usegas.
+	// The glue is emscripten4's (wasm32) or wasm64's otherwise.
+	metered bool
 }
 
 var formats = map[string]format{
-	FormatEmscripten2: {name: FormatEmscripten2, heapMax: 524_288_000, callsMain: true},
-	FormatEmscripten3: {name: FormatEmscripten3, heapMax: 4_294_901_760, callsMain: true},
-	FormatEmscripten4: {name: FormatEmscripten4, heapMax: 4_294_901_760},
-	FormatWasm64:      {name: FormatWasm64, heapMax: 17_179_869_184, wasm64: true},
+	FormatEmscripten2:        {name: FormatEmscripten2, heapMax: 524_288_000, callsMain: true},
+	FormatEmscripten3:        {name: FormatEmscripten3, heapMax: 4_294_901_760, callsMain: true},
+	FormatEmscripten4:        {name: FormatEmscripten4, heapMax: 4_294_901_760},
+	FormatWasm64:             {name: FormatWasm64, heapMax: 17_179_869_184, wasm64: true},
+	FormatEmscriptenMetering: {name: FormatEmscriptenMetering, heapMax: 4_294_901_760, metered: true},
+	FormatWasm64Metering:     {name: FormatWasm64Metering, heapMax: 17_179_869_184, wasm64: true, metered: true},
 }
 
 // Formats lists the Module-Format values Compile accepts.
 func Formats() []string {
-	return []string{FormatEmscripten2, FormatEmscripten3, FormatEmscripten4, FormatWasm64}
+	return []string{FormatEmscripten2, FormatEmscripten3, FormatEmscripten4, FormatWasm64,
+		FormatEmscriptenMetering, FormatWasm64Metering}
 }
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError.
@@ -78,8 +88,6 @@ func lookupFormat(name string) (format, error) {
 	switch name {
 	case FormatEmscripten:
 		reason = "the minified glue's import names are build-specific"
-	case FormatEmscriptenMetering, FormatWasm64Metering:
-		reason = "load-time gas metering is not implemented"
 	default:
 		reason = "not a known Module-Format"
 	}

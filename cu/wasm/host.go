@@ -215,19 +215,26 @@ var imports = map[string]hostFn{
 	"metering_gasUsed": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = uint64(uint32(vmFrom(ctx).gasUsed))
 	}),
-	"usegas": fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
-		v := vmFrom(ctx)
-		v.gasUsed += uint64(u32(stack[0]))
-		if v.gasUsed > v.gasLimit {
-			panic(errOutOfGas)
-		}
-	}),
+	// metering.usegas(n) (pre-metered binaries, and the -metering formats
+	// metered at load time with an i32 or, on wasm64, an i64 meter): the
+	// glue's gas.use(n), then "out of gas!" once used > limit, before the
+	// metered code runs. The costs are small positive constants, so the JS
+	// number arithmetic of the reference is exact here.
+	"usegas": either(fixed(1, r0, useGas), exact("j", "", useGas)),
 	"getTempRet0": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = ret(vmFrom(ctx).tempRet)
 	}),
 	"setTempRet0": fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
 		vmFrom(ctx).tempRet = s32(stack[0])
 	}),
+}
+
+func useGas(ctx context.Context, _ api.Module, stack []uint64) {
+	v := vmFrom(ctx)
+	v.gasUsed += stack[0] // zero-extended i32, or i64
+	if v.gasUsed > v.gasLimit {
+		panic(errOutOfGas)
+	}
 }
 
 // fuelQuantum is the fuel given per refill: about a few milliseconds of
@@ -278,7 +285,7 @@ func (m *Module) buildHost(ctx context.Context) error {
 		if modName == meter.FuelImportModule {
 			impl = outOfFuel(d)
 		} else if strings.HasPrefix(name, "invoke_") {
-			impl = invoke(d)
+			impl = m.invoke(d)
 		} else if mk, ok := imports[name]; ok {
 			impl = mk(d)
 		} else {
@@ -308,7 +315,13 @@ func (m *Module) buildHost(ctx context.Context) error {
 // call table[index](args); if it longjmps, restore the stack pointer saved
 // before the call, record the throw with setThrew(1, 0) and return zeros.
 // Lua's error/pcall and coroutine yields go through here.
-func invoke(d api.FunctionDefinition) api.GoModuleFunc {
+//
+// The glue makes the call through the module's export dynCall_<sig>(index,
+// args...) (the wasm64 glue passes Number(index)), which call_indirects the
+// entry. When m.dynCall is set and the module has that export, so do we: on
+// the -metering formats that export is metered (and Asyncify-instrumented),
+// so GasUsed matches the reference only this way.
+func (m *Module) invoke(d api.FunctionDefinition) api.GoModuleFunc {
 	params := d.ParamTypes()
 	if len(params) == 0 || params[0] != i32 && params[0] != api.ValueTypeI64 {
 		return nil
@@ -316,6 +329,30 @@ func invoke(d api.FunctionDefinition) api.GoModuleFunc {
 	fparams := append([]api.ValueType(nil), params[1:]...)
 	results := append([]api.ValueType(nil), d.ResultTypes()...)
 	n := max(len(fparams), len(results))
+	_, name, _ := d.Import()
+	dyn := "dynCall_" + strings.TrimPrefix(name, "invoke_")
+	if dd, ok := m.sigs[dyn]; !m.dynCall || !ok ||
+		len(dd.ParamTypes()) != len(params) ||
+		(dd.ParamTypes()[0] != i32 && dd.ParamTypes()[0] != api.ValueTypeI64) ||
+		!sameTypes(dd.ParamTypes()[1:], fparams) || !sameTypes(dd.ResultTypes(), results) {
+		dyn = ""
+	}
+	if dyn != "" {
+		idx32 := m.sigs[dyn].ParamTypes()[0] == i32
+		return func(ctx context.Context, mod api.Module, stack []uint64) {
+			v := vmFrom(ctx)
+			sp := v.stackSave(ctx)
+			f := v.exportFunc(dyn)
+			buf := make([]uint64, max(1+len(fparams), len(results)))
+			copy(buf, stack[:1+len(fparams)])
+			if idx32 {
+				buf[0] = uint64(uint32(buf[0]))
+			}
+			err := f.CallWithStack(ctx, buf)
+			v.putExportFunc(dyn, f)
+			v.invoked(ctx, err, sp, stack, buf, len(results))
+		}
+	}
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
 		v := vmFrom(ctx)
 		idx := u32(stack[0])
@@ -325,17 +362,38 @@ func invoke(d api.FunctionDefinition) api.GoModuleFunc {
 		copy(buf, stack[1:1+len(fparams)])
 		err := f.CallWithStack(ctx, buf)
 		v.putTableFunc(idx, f)
-		if err != nil {
-			if !errors.Is(err, errLongjmp) {
-				panic(err)
-			}
-			v.stackRestore(ctx, sp)
-			v.call(ctx, v.setThrew, 1, 0)
-			clear(stack[:len(results)])
-			return
-		}
-		copy(stack[:len(results)], buf[:len(results)])
+		v.invoked(ctx, err, sp, stack, buf, len(results))
 	}
+}
+
+// invoked finishes an invoke_<sig> call: copy the results, or handle a
+// longjmp out of the callee like the glue's catch block.
+func (v *vm) invoked(ctx context.Context, err error, sp uint64, stack, buf []uint64, nresults int) {
+	if err != nil {
+		if !errors.Is(err, errLongjmp) {
+			panic(err)
+		}
+		v.stackRestore(ctx, sp)
+		v.call(ctx, v.setThrew, 1, 0)
+		clear(stack[:nresults])
+		return
+	}
+	copy(stack[:nresults], buf[:nresults])
+}
+
+// exportFunc returns a callable for an exported function; like tableFunc it
+// keeps a free list, as nested invokes re-enter the same dynCall export.
+func (v *vm) exportFunc(name string) api.Function {
+	if l := v.efuncs[name]; len(l) > 0 {
+		f := l[len(l)-1]
+		v.efuncs[name] = l[:len(l)-1]
+		return f
+	}
+	return v.mod.ExportedFunction(name)
+}
+
+func (v *vm) putExportFunc(name string, f api.Function) {
+	v.efuncs[name] = append(v.efuncs[name], f)
 }
 
 // tableFunc returns a callable for table[idx]. A wazero api.Function must not

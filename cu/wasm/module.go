@@ -15,6 +15,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/aonode/aonode/cu/wasm/wasmbin"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -49,6 +50,8 @@ type Module struct {
 	sigs       map[string]api.FunctionDefinition // exports by name
 	fuel       bool                              // instrumented by meter.AddFuel
 	ptr64      bool                              // wasm64 ABI (i64 pointers), memory lowered to 32 bits
+	metered    bool                              // instrumented by meter.AddGas (a -metering format)
+	dynCall    bool                              // invoke_<sig> calls the export dynCall_<sig> (see invoke)
 }
 
 var (
@@ -95,7 +98,18 @@ func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
 	// costs 2-3x in speed.
 	m.fuel = !opts.Uninterruptible
 	m.ptr64 = f.wasm64
-	if bin, err = rewrite(bin, rewriteOpts{lower64: f.wasm64, fuel: m.fuel}, opts.CacheDir); err != nil {
+	m.metered = f.metered
+	m.dynCall = f.metered || invokeViaDynCall
+	ro := rewriteOpts{lower64: f.wasm64, fuel: m.fuel}
+	if f.metered {
+		// The reference meters with an i32 meter for wasm32 formats and an
+		// i64 one otherwise (runtime.md §9.2).
+		ro.gas = wasmbin.I32
+		if f.wasm64 {
+			ro.gas = wasmbin.I64
+		}
+	}
+	if bin, err = rewrite(bin, ro, opts.CacheDir); err != nil {
 		return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2)
@@ -199,3 +213,7 @@ func (m *Module) checkExports() error {
 	}
 	return nil
 }
+
+// invokeViaDynCall makes the invoke_<sig> imports of unmetered formats call
+// dynCall_<sig> too, as the glue does (the metered formats always do).
+var invokeViaDynCall = false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/aonode/aonode/cu/wasm/lower64"
@@ -13,15 +14,21 @@ import (
 	"github.com/aonode/aonode/cu/wasm/wasmbin"
 )
 
-// rewriteOpts selects the load-time rewrites of a module binary.
+// rewriteOpts selects the load-time rewrites of a module binary. They run in
+// this order on one decoded module: gas metering (so that only the original
+// instructions are metered, as in the reference), memory64 lowering, fuel.
 type rewriteOpts struct {
-	lower64 bool // memory64 → memory32 (wasm64 formats)
-	fuel    bool // meter.AddFuel
+	gas     wasmbin.ValType // meter.AddGas with this meter type (0: none)
+	lower64 bool            // memory64 → memory32 (wasm64 formats)
+	fuel    bool            // meter.AddFuel
 }
 
-// lowerVersion names the output of lower64.Lower in the on-disk cache; bump
-// it whenever the lowering changes what it emits.
-const lowerVersion = "lower64-v1"
+// Versions name the outputs of the cacheable passes in the on-disk cache;
+// bump one whenever its pass changes what it emits.
+const (
+	lowerVersion = "lower64-v1"
+	gasVersion   = "gas-v1"
+)
 
 // Rewritten binaries by input content and options. The CU compiles each
 // module once and then keeps the Module, so this mostly serves repeated
@@ -39,13 +46,14 @@ type rewriteKey struct {
 
 const rewrittenMax = 8
 
-// rewrite applies the rewrites opts asks for. The lowering is done once per
-// module binary: its output is kept in memory and, when cacheDir is set, on
-// disk beside wazero's compilation cache, which then finds the compiled code
-// of the (deterministic) rewritten bytes. The fuel instrumentation is cached
-// in memory only, because package meter may change between builds.
+// rewrite applies the rewrites opts asks for. The gas metering and the
+// lowering are done once per module binary: their output is kept in memory
+// and, when cacheDir is set, on disk beside wazero's compilation cache, which
+// then finds the compiled code of the (deterministic) rewritten bytes. The
+// fuel instrumentation is cached in memory only, because it is cheap next to
+// the other two.
 func rewrite(bin []byte, opts rewriteOpts, cacheDir string) ([]byte, error) {
-	if !opts.lower64 && !opts.fuel {
+	if opts.gas == 0 && !opts.lower64 && !opts.fuel {
 		return bin, nil
 	}
 	key := rewriteKey{sha256.Sum256(bin), opts}
@@ -56,16 +64,19 @@ func rewrite(bin []byte, opts rewriteOpts, cacheDir string) ([]byte, error) {
 		return out, nil
 	}
 	out = bin
-	if opts.lower64 {
+	var wm *wasmbin.Module // out decoded, when at hand
+	if opts.gas != 0 || opts.lower64 {
 		var err error
-		if out, err = lowerCached(bin, key.sum, cacheDir); err != nil {
+		if out, wm, err = staticCached(bin, key.sum, opts, cacheDir); err != nil {
 			return nil, err
 		}
 	}
 	if opts.fuel {
-		wm, err := wasmbin.Decode(out)
-		if err != nil {
-			return nil, err
+		if wm == nil {
+			var err error
+			if wm, err = wasmbin.Decode(out); err != nil {
+				return nil, err
+			}
 		}
 		if err := meter.AddFuel(wm); err != nil {
 			return nil, err
@@ -84,30 +95,53 @@ func rewrite(bin []byte, opts rewriteOpts, cacheDir string) ([]byte, error) {
 	return out, nil
 }
 
-// lowerCached lowers a memory64 binary, reusing the on-disk copy of an
-// earlier lowering of the same bytes.
-func lowerCached(bin []byte, sum [32]byte, cacheDir string) ([]byte, error) {
+// staticCached applies the gas metering and lowering opts asks for, reusing
+// the on-disk copy of an earlier run on the same bytes. It returns the
+// rewritten binary and, when it did the work, its decoded form for further
+// passes (nil when the bytes came from disk).
+func staticCached(bin []byte, sum [32]byte, opts rewriteOpts, cacheDir string) ([]byte, *wasmbin.Module, error) {
 	var path string
 	if cacheDir != "" {
-		path = filepath.Join(cacheDir, lowerVersion, hex.EncodeToString(sum[:])+".wasm")
+		var parts []string
+		if opts.gas != 0 {
+			parts = append(parts, fmt.Sprintf("%s-%02x", gasVersion, byte(opts.gas)))
+		}
+		if opts.lower64 {
+			parts = append(parts, lowerVersion)
+		}
+		path = filepath.Join(cacheDir, strings.Join(parts, "+"), hex.EncodeToString(sum[:])+".wasm")
 		if b, err := os.ReadFile(path); err == nil {
-			return b, nil
+			return b, nil, nil
 		}
 	}
 	wm, err := wasmbin.Decode(bin)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := lower64.Lower(wm); err != nil {
-		return nil, err
+	if opts.gas != 0 {
+		if err := meter.AddGas(wm, opts.gas); err != nil {
+			return nil, nil, err
+		}
+	}
+	if opts.lower64 {
+		if err := lower64.Lower(wm); err != nil {
+			return nil, nil, err
+		}
 	}
 	out := wm.Encode()
 	if path != "" {
-		// Best effort: a failed write only costs a lowering next time. The
+		// Best effort: a failed write only costs a rewrite next time. The
 		// rename makes a concurrent reader see a whole file or none.
 		_ = writeAtomic(path, out)
 	}
-	return out, nil
+	return out, wm, nil
+}
+
+// lowerCached lowers a memory64 binary, reusing the on-disk copy of an
+// earlier lowering of the same bytes.
+func lowerCached(bin []byte, sum [32]byte, cacheDir string) ([]byte, error) {
+	out, _, err := staticCached(bin, sum, rewriteOpts{lower64: true}, cacheDir)
+	return out, err
 }
 
 func writeAtomic(path string, b []byte) error {
