@@ -305,7 +305,7 @@ func TestWeaveDrive(t *testing.T) {
 
 func TestUnsupported(t *testing.T) {
 	ctx := context.Background()
-	for _, f := range []string{FormatWasm64Metering, FormatEmscripten, FormatEmscriptenMetering, "wasm32-wasi", ""} {
+	for _, f := range []string{FormatEmscripten, "wasm64-unknown-emscripten-draft_2024_02_15-metering", "wasm32-wasi", ""} {
 		_, err := Compile(ctx, []byte("\x00asm\x01\x00\x00\x00"), Options{Format: f})
 		var ue *UnsupportedError
 		if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Kind != "Module-Format" {
