@@ -79,7 +79,9 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 		if !uninterruptible {
 			replay := time.Since(replayStart)
 			row("aonode, full replay from boot", fmt.Sprintf("%.0f msg/s (%d messages in %v)", float64(len(msgs))/replay.Seconds(), len(msgs), replay.Round(time.Millisecond)))
+			// A cold restore is of an evicted process: close the live one first.
 			image = in.Snapshot()
+			in.Close(ctx)
 			restore, err := benchRestore(ctx, m, image)
 			if err != nil {
 				return err
