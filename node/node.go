@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -245,15 +244,10 @@ func hostPort(host string, ln net.Listener) string {
 
 // unitWallet loads a unit's wallet, creating an Arweave key on first start.
 func unitWallet(path string, progress func(string)) (*wallet.Wallet, error) {
-	w, err := wallet.Load(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return w, err
-	}
-	progress("creating unit wallet " + path + " (RSA-4096, first start only)")
-	if w, err = wallet.Generate(wallet.Arweave); err != nil {
-		return nil, err
-	}
-	return w, w.Save(path)
+	w, _, err := wallet.LoadOrCreate(path, wallet.Arweave, func(p string) {
+		progress("creating unit wallet " + p + " (RSA-4096, first start only)")
+	})
+	return w, err
 }
 
 // storeChain lets the SU write to the store in the same process, without HTTP.

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -242,4 +243,25 @@ func fromSecp256k1(k *secp256k1.PrivateKey) *Wallet {
 	return &Wallet{Signer: ans104.NewEthereumSigner(k), kind: Ethereum, jwk: jwk{
 		Kty: "EC", Crv: "secp256k1", D: ans104.Base64URL(d[:]), X: ans104.Base64URL(pub[1:33]), Y: ans104.Base64URL(pub[33:]),
 	}}
+}
+
+// LoadOrCreate loads the key file at path or, when there is none, generates a
+// key of the given kind and saves it there; units and the CLI keep their keys
+// this way. creating, when not nil, is told before a key is generated (an
+// Arweave key takes a second or two).
+func LoadOrCreate(path, kind string, creating func(path string)) (w *Wallet, created bool, err error) {
+	w, err = Load(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return w, false, err
+	}
+	if creating != nil {
+		creating(path)
+	}
+	if w, err = Generate(kind); err != nil {
+		return nil, false, err
+	}
+	if err := w.Save(path); err != nil {
+		return nil, false, err
+	}
+	return w, true, nil
 }

@@ -134,3 +134,20 @@ func TestArweaveJWKFromNode(t *testing.T) {
 		t.Fatalf("arbundles: %+v", v)
 	}
 }
+
+func TestLoadOrCreate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "unit", "key.json")
+	var told []string
+	w1, created, err := LoadOrCreate(path, Ed25519, func(p string) { told = append(told, p) })
+	if err != nil || !created || len(told) != 1 || told[0] != path {
+		t.Fatalf("first call: created %v, told %v, %v", created, told, err)
+	}
+	w2, created, err := LoadOrCreate(path, Ed25519, func(p string) { told = append(told, p) })
+	if err != nil || created || len(told) != 1 || w2.Address() != w1.Address() {
+		t.Fatalf("second call: created %v, told %v, %v", created, told, err)
+	}
+	os.WriteFile(path, []byte("garbage"), 0o600)
+	if _, _, err := LoadOrCreate(path, Ed25519, nil); err == nil {
+		t.Fatal("a damaged key file was replaced by a new key")
+	}
+}

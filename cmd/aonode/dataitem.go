@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -104,15 +103,9 @@ item's bytes to -o (- for stdout) and, when writing to a file, prints the item a
 						}
 						opts.Anchor = []byte(*anchor)
 					}
-					body := []byte(*data)
-					if *dataFile != "" {
-						if *data != "" {
-							return usageError("give --data or --data-file, not both")
-						}
-						var err error
-						if body, err = readInput(*dataFile); err != nil {
-							return err
-						}
+					body, err := readData(*data, *dataFile)
+					if err != nil {
+						return err
 					}
 					w, err := loadWallet(*walletPath)
 					if err != nil {
@@ -242,7 +235,7 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return errors.Join(err)
+		return err
 	}
 	return nil
 }

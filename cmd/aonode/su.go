@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,18 +89,13 @@ func storeName(database string) string {
 
 // loadOrCreateWallet loads a unit wallet, creating it on first start.
 func loadOrCreateWallet(path, kind string) (*wallet.Wallet, error) {
-	w, err := wallet.Load(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return w, err
+	if !slices.Contains(wallet.Kinds, kind) {
+		return nil, usageError("unknown wallet type %q (want %s)", kind, strings.Join(wallet.Kinds, ", "))
 	}
-	fmt.Fprintf(stderr, "aonode: creating a new %s wallet at %s ...\n", kind, path)
-	if w, err = wallet.Generate(kind); err != nil {
-		return nil, usageError("%v", err)
-	}
-	if err := w.Save(path); err != nil {
-		return nil, err
-	}
-	return w, nil
+	w, _, err := wallet.LoadOrCreate(path, kind, func(p string) {
+		fmt.Fprintf(stderr, "aonode: creating a new %s wallet at %s ...\n", kind, p)
+	})
+	return w, err
 }
 
 var benchCmd = &command{

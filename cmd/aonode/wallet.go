@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,19 +93,13 @@ func loadWallet(path string) (*wallet.Wallet, error) {
 		return nil, fmt.Errorf("no --wallet given and no home directory for the default wallet: %w", err)
 	}
 	path = filepath.Join(home, ".aonode", "wallet.json")
-	w, err := wallet.Load(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return w, err
+	w, created, err := wallet.LoadOrCreate(path, wallet.Arweave, func(p string) {
+		fmt.Fprintf(stderr, "aonode: creating a new Arweave wallet at %s ...\n", p)
+	})
+	if created {
+		fmt.Fprintf(stderr, "aonode: wallet address %s\n", w.Address())
 	}
-	fmt.Fprintf(stderr, "aonode: creating a new Arweave wallet at %s ...\n", path)
-	if w, err = wallet.Generate(wallet.Arweave); err != nil {
-		return nil, err
-	}
-	if err := w.Save(path); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(stderr, "aonode: wallet address %s\n", w.Address())
-	return w, nil
+	return w, err
 }
 
 func printJSON(v any) error {
