@@ -506,11 +506,7 @@ func (e *QueryError) Error() string { return e.Msg }
 // pending items in the order they were stored; that keeps cursors stable
 // while new blocks are cut.
 func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
-	first := q.First
-	if first <= 0 {
-		first = DefaultPage
-	}
-	first = min(first, MaxPage)
+	first := pageSize(q.First)
 	var where []string
 	var args []any
 	in := func(col string, vals []string) error {
@@ -607,21 +603,9 @@ func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
 		where = append(where, "i.height <= ?")
 		args = append(args, *q.MaxHeight)
 	}
-	order := "DESC"
-	if q.Ascending {
-		order = "ASC"
-	}
-	if q.After != "" {
-		seq, err := parseCursor(q.After)
-		if err != nil {
-			return nil, false, &QueryError{err.Error()}
-		}
-		if q.Ascending {
-			where = append(where, "i.seq > ?")
-		} else {
-			where = append(where, "i.seq < ?")
-		}
-		args = append(args, seq)
+	where, args, order, err := window("i.seq", q.After, q.Ascending, where, args)
+	if err != nil {
+		return nil, false, err
 	}
 	sqlq := `SELECT i.seq, i.id, i.sig_type, i.signature, i.owner, i.owner_address, i.target, i.anchor, i.data_size,
 		i.content_type, i.bundled_in, i.stored_ms, b.height, b.id, b.previous, b.timestamp
@@ -629,7 +613,7 @@ func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
 	if len(where) > 0 {
 		sqlq += " WHERE " + strings.Join(where, " AND ")
 	}
-	sqlq += " ORDER BY i.seq " + order + " LIMIT ?"
+	sqlq += order
 	args = append(args, first+1)
 
 	rows, err := s.db.QueryContext(ctx, sqlq, args...)
@@ -689,6 +673,31 @@ func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
 	return items, more, trows.Err()
 }
 
+// pageSize applies the connection's default and maximum page size.
+func pageSize(first int) int {
+	if first <= 0 {
+		return DefaultPage
+	}
+	return min(first, MaxPage)
+}
+
+// window adds the cursor condition on the ordering column col and returns the
+// ORDER BY ... LIMIT clause; the caller appends the limit argument.
+func window(col, after string, asc bool, where []string, args []any) ([]string, []any, string, error) {
+	dir, cmp := " DESC", " < ?"
+	if asc {
+		dir, cmp = " ASC", " > ?"
+	}
+	if after != "" {
+		v, err := parseCursor(after)
+		if err != nil {
+			return nil, nil, "", &QueryError{err.Error()}
+		}
+		where, args = append(where, col+cmp), append(args, v)
+	}
+	return where, args, " ORDER BY " + col + dir + " LIMIT ?", nil
+}
+
 // probeCap bounds the rows a selectivity probe counts.
 const probeCap = 2000
 
@@ -725,11 +734,7 @@ type BlockQuery struct {
 
 // Blocks runs q and reports whether more blocks follow.
 func (s *Store) Blocks(ctx context.Context, q BlockQuery) ([]Block, bool, error) {
-	first := q.First
-	if first <= 0 {
-		first = DefaultPage
-	}
-	first = min(first, MaxPage)
+	first := pageSize(q.First)
 	var where []string
 	var args []any
 	if q.IDs != nil {
@@ -747,27 +752,15 @@ func (s *Store) Blocks(ctx context.Context, q BlockQuery) ([]Block, bool, error)
 	if q.MaxHeight != nil {
 		where, args = append(where, "height <= ?"), append(args, *q.MaxHeight)
 	}
-	order := "DESC"
-	if q.Ascending {
-		order = "ASC"
-	}
-	if q.After != "" {
-		h, err := parseCursor(q.After)
-		if err != nil {
-			return nil, false, &QueryError{err.Error()}
-		}
-		if q.Ascending {
-			where = append(where, "height > ?")
-		} else {
-			where = append(where, "height < ?")
-		}
-		args = append(args, h)
+	where, args, order, err := window("height", q.After, q.Ascending, where, args)
+	if err != nil {
+		return nil, false, err
 	}
 	sqlq := `SELECT height, id, previous, timestamp, items FROM blocks`
 	if len(where) > 0 {
 		sqlq += " WHERE " + strings.Join(where, " AND ")
 	}
-	sqlq += " ORDER BY height " + order + " LIMIT ?"
+	sqlq += order
 	args = append(args, first+1)
 	rows, err := s.db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
