@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/wallet"
@@ -443,4 +444,26 @@ func TestIngestAnswers(t *testing.T) {
 		t.Fatalf("metrics:\n%s", b)
 	}
 	_ = ans104.Base64URL
+}
+
+// TestLongOutageLosesNothing: a CU that fails far more often than any fixed
+// attempt cap (the reference MU's behaviour was to drop) still gets every
+// message delivered once it recovers.
+func TestLongOutageLosesNothing(t *testing.T) {
+	e := newEnv(t, wallet.Ed25519, func(c *Config) { c.RetryDelay, c.MaxRetryDelay = time.Millisecond, 2*time.Millisecond })
+	a, b := e.spawn("a"), e.spawn("b")
+	e.cu.script = func(pid string, m suMsg) map[string]any {
+		if pid == a && m.tag("Action") == "Go" {
+			return map[string]any{"Messages": []any{outMsg(b, "after the outage")}}
+		}
+		return nil
+	}
+	e.cu.mu.Lock()
+	e.cu.fail = 60
+	e.cu.mu.Unlock()
+	e.send(a, tg("Action", "Go")...)
+	e.idle()
+	if ms := e.messagesTo(b); len(ms) != 1 {
+		t.Fatalf("b got %d messages after 60 CU failures, want 1", len(ms))
+	}
 }

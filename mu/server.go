@@ -32,7 +32,9 @@ type Config struct {
 	CUURL      string
 	// Workers bounds concurrent steps (default 16).
 	Workers int
-	// MaxAttempts ends a step that keeps failing (default 30; negative: never).
+	// MaxAttempts ends a step that keeps failing transiently (a unit that is
+	// down, a 5xx). Zero or negative: never, the default, so an outage delays
+	// messages but loses none; permanent failures (4xx) end a step at once.
 	// RetryDelay doubles per attempt up to MaxRetryDelay (defaults 250 ms, 30 s).
 	MaxAttempts   int
 	RetryDelay    time.Duration
@@ -105,9 +107,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.IngestWait, 15*time.Second)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
-	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 30
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
