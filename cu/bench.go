@@ -80,7 +80,9 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 			replay := time.Since(replayStart)
 			row("aonode, full replay from boot", fmt.Sprintf("%.0f msg/s (%d messages in %v)", float64(len(msgs))/replay.Seconds(), len(msgs), replay.Round(time.Millisecond)))
 			// A cold restore is of an evicted process: close the live one first.
-			image = in.Snapshot()
+			if image, err = in.Snapshot(); err != nil {
+				return err
+			}
 			in.Close(ctx)
 			restore, err := benchRestore(ctx, m, image)
 			if err != nil {
@@ -131,7 +133,7 @@ func benchRestore(ctx context.Context, m *wasm.Module, image []byte) (string, er
 		return "", errors.New("checkpoint changed")
 	}
 	t2 := time.Now()
-	in, err := m.Restore(ctx, wasm.Config{MemoryLimit: 1 << 30}, mem)
+	in, err := m.RestoreOwned(ctx, wasm.Config{MemoryLimit: 1 << 30}, mem)
 	if err != nil {
 		return "", err
 	}

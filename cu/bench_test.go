@@ -47,7 +47,7 @@ func BenchmarkCU(b *testing.B) {
 		p.inst.Close(ctx)
 		p.inst = nil
 		start = time.Now()
-		if err := s.ensureInstance(ctx, p); err != nil {
+		if err := s.ensureInstance(ctx, p, latest); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(time.Since(start).Milliseconds()), "restore-ms")

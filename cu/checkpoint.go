@@ -26,6 +26,7 @@ import (
 type checkpointState struct {
 	Pos  position `json:"pos"`
 	Size int      `json:"size"`
+	sha  string   // the file's name (from the store row)
 }
 
 func (s *Server) checkpointPath(sha string) string {
@@ -37,7 +38,10 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 	if p.inst == nil {
 		return nil
 	}
-	mem := p.inst.Snapshot()
+	mem, err := p.inst.Snapshot()
+	if err != nil {
+		return err
+	}
 	sum := sha256.Sum256(mem)
 	sha := hex.EncodeToString(sum[:])
 	oldSHA, _, had, err := s.store.checkpoint(ctx, p.info.pid)
@@ -59,22 +63,42 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 	}
 	p.dirty = 0
 	s.metrics.checkpoints.Add(1)
-	if s.cfg.PublishInterval > 0 && s.signer != nil && time.Since(p.pubAt) >= s.cfg.PublishInterval {
+	if s.cfg.PublishInterval > 0 && s.signer != nil && time.Since(p.pubAt) >= s.cfg.PublishInterval &&
+		p.pos.Nonce >= 0 && p.pos.Ordinate == p.pos.Nonce {
+		// (Ordinate differs from Nonce only after a deduplicated message;
+		// such a position cannot be told in the reference's tags.)
 		p.pubAt = time.Now()
-		item, err := s.checkpointItem(p, mem, sha)
-		if err != nil {
-			return err
-		}
+		snap := &proc{info: p.info, pos: p.pos}
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			if err := s.gw.Upload(s.ctx, item); err != nil {
-				s.log.Warn("publishing checkpoint failed", "process", p.info.pid, "err", err)
-				return
+			if err := s.publish(snap, mem, sha); err != nil {
+				s.log.Warn("publishing checkpoint failed", "process", snap.info.pid, "err", err)
 			}
-			s.metrics.published.Add(1)
 		}()
 	}
+	return nil
+}
+
+// publish uploads p's checkpoint unless Q7 finds it published already.
+func (s *Server) publish(p *proc, mem []byte, sha string) error {
+	if cg, ok := s.gw.(CheckpointGateway); ok && s.cfg.Address != "" {
+		exists, err := cg.CheckpointExists(s.ctx, s.cfg.Address, p.info.pid, itoa(p.pos.Timestamp), itoa(p.pos.Ordinate), p.pos.Cron)
+		if err != nil {
+			s.log.Warn("checking for a published checkpoint failed; publishing", "process", p.info.pid, "err", err)
+		} else if exists {
+			s.metrics.publishSkipped.Add(1)
+			return nil
+		}
+	}
+	item, err := s.checkpointItem(p, mem, sha)
+	if err != nil {
+		return err
+	}
+	if err := s.gw.Upload(s.ctx, item); err != nil {
+		return err
+	}
+	s.metrics.published.Add(1)
 	return nil
 }
 
@@ -109,29 +133,35 @@ func (s *Server) checkpointItem(p *proc, mem []byte, sha string) ([]byte, error)
 	return it.Bytes(), nil
 }
 
-// restore loads p's checkpoint into a new instance; ok is false when there is
-// none or it is unusable (then the caller replays from the start).
-func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config) (*wasm.Instance, position, bool) {
-	sha, state, ok, err := s.store.checkpoint(ctx, p.info.pid)
+// localCheckpoint returns the state saved with pid's file checkpoint.
+func (s *Server) localCheckpoint(ctx context.Context, pid string) (checkpointState, bool) {
+	sha, state, ok, err := s.store.checkpoint(ctx, pid)
 	if err != nil || !ok {
-		return nil, position{}, false
+		return checkpointState{}, false
 	}
 	var st checkpointState
 	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, position{}, false
+		return checkpointState{}, false
 	}
-	mem, err := readMemoryFile(s.checkpointPath(sha), st.Size)
+	st.sha = sha
+	return st, true
+}
+
+// restore loads the file checkpoint st of p into a new instance; ok is
+// false when it is unusable (then the caller tries the next tier).
+func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config, st checkpointState) (*wasm.Instance, position, bool) {
+	mem, err := readMemoryFile(s.checkpointPath(st.sha), st.Size)
 	if err != nil {
-		s.log.Warn("checkpoint unreadable; replaying", "process", p.info.pid, "err", err)
+		s.log.Warn("checkpoint unreadable", "process", p.info.pid, "err", err)
 		return nil, position{}, false
 	}
-	if sum := sha256.Sum256(mem); hex.EncodeToString(sum[:]) != sha {
-		s.log.Warn("checkpoint hash mismatch; replaying", "process", p.info.pid)
+	if sum := sha256.Sum256(mem); hex.EncodeToString(sum[:]) != st.sha {
+		s.log.Warn("checkpoint hash mismatch", "process", p.info.pid)
 		return nil, position{}, false
 	}
-	inst, err := p.info.module.Restore(ctx, cfg, mem)
+	inst, err := p.info.module.RestoreOwned(ctx, cfg, mem)
 	if err != nil {
-		s.log.Warn("checkpoint restore failed; replaying", "process", p.info.pid, "err", err)
+		s.log.Warn("checkpoint restore failed", "process", p.info.pid, "err", err)
 		return nil, position{}, false
 	}
 	return inst, st.Pos, true

@@ -69,7 +69,8 @@ type Gateway interface {
 	SchedulerLocation(ctx context.Context, owner string) (string, time.Duration, error)
 	// Upload stores a signed data item (a Checkpoint).
 	Upload(ctx context.Context, item []byte) error
-	// Drive is the WeaveDrive backend over this gateway.
+	// Drive is the WeaveDrive backend over this gateway, without
+	// admissibility checks (the CU adds them per process, drive.go).
 	Drive() wasm.Arweave
 }
 
@@ -248,8 +249,8 @@ func (g *HTTPGateway) Upload(ctx context.Context, item []byte) error {
 // Drive returns the WeaveDrive backend.
 func (g *HTTPGateway) Drive() wasm.Arweave { return httpDrive{g} }
 
-// httpDrive serves WeaveDrive from the gateway. Admissibility (runtime.md
-// §10.2) is not checked: every stored item is readable.
+// httpDrive serves WeaveDrive from the gateway without any admissibility
+// check; the CU wraps it per process in a checkedDrive (drive.go).
 type httpDrive struct{ g *HTTPGateway }
 
 func (d httpDrive) Data(ctx context.Context, id string, _ int64) (wasm.Blob, error) {

@@ -12,6 +12,7 @@ import (
 // (no metrics library), as the SU does.
 type metrics struct {
 	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns atomic.Int64
+	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited          atomic.Int64
 
 	mu       sync.Mutex
 	messages int64
@@ -51,9 +52,14 @@ func (s *Server) writeMetrics(w io.Writer) {
 		{"ao_cu_evaluation_seconds_total", "Time spent evaluating messages.", "counter", secs},
 		{"ao_cu_message_timeouts_total", "Messages that ran past the per-message deadline.", "counter", m.timeouts.Load()},
 		{"ao_cu_dry_runs_total", "Dry-runs evaluated.", "counter", m.dryRuns.Load()},
+		{"ao_cu_dry_run_cache_hits_total", "Dry-runs answered from the result cache.", "counter", m.dryRunHits.Load()},
+		{"ao_cu_dry_runs_rate_limited_total", "Dry-runs refused by the rate limit.", "counter", m.dryRunLimited.Load()},
 		{"ao_cu_checkpoints_total", "File checkpoints written.", "counter", m.checkpoints.Load()},
 		{"ao_cu_checkpoints_published_total", "Checkpoint items uploaded.", "counter", m.published.Load()},
+		{"ao_cu_checkpoints_publish_skipped_total", "Checkpoint uploads skipped because Q7 found them published.", "counter", m.publishSkipped.Load()},
 		{"ao_cu_restores_total", "Instances restored from a checkpoint.", "counter", m.restores.Load()},
+		{"ao_cu_arweave_restores_total", "Instances restored from a published Checkpoint item.", "counter", m.arweaveRestores.Load()},
+		{"ao_cu_arweave_checkpoints_rejected_total", "Published checkpoints skipped (bad tags, download, gzip or hash).", "counter", m.arweaveRejected.Load()},
 		{"ao_cu_cold_starts_total", "Instances started from scratch (full replay).", "counter", m.coldStarts.Load()},
 		{"ao_cu_evictions_total", "Instances evicted to keep the memory budget.", "counter", m.evictions.Load()},
 		{"ao_cu_live_instances", "Live process instances.", "gauge", live},

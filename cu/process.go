@@ -49,6 +49,7 @@ type procInfo struct {
 	height           int64 // SU process block height
 	moduleID         string
 	module           *wasm.Module
+	drive            wasm.Arweave // WeaveDrive with this process's admissibility rule (drive.go)
 	env              []byte
 	crons            []cronSpec
 	hasBlockCrons    bool
@@ -88,6 +89,10 @@ type proc struct {
 	lastUse time.Time // for the LRU (guarded by Server.mu)
 	size    uint64    // memory of inst (guarded by Server.mu)
 	pubAt   time.Time // last published checkpoint
+
+	side       bool      // a throwaway evaluation of the past: never checkpointed
+	syncedAt   time.Time // when an evaluation to the SU's latest message last began
+	arweaveAsk bool      // Arweave checkpoints were already considered for this proc
 }
 
 // process returns the proc for pid, loading its metadata on first use.
@@ -183,6 +188,7 @@ func (s *Server) loadInfo(ctx context.Context, pid string) (*procInfo, error) {
 	if info.module, err = s.compile(ctx, modID, format, exts); err != nil {
 		return nil, err
 	}
+	info.drive = newCheckedDrive(s.gw, newDrivePolicy(pid, pj.Tags, mtx.Tags))
 	info.env, err = jsonText(envDoc(pid, info.owner, pj.Tags, modID, ownerAddress(mtx.Owner, mtx.OwnerKey), mtx.Tags))
 	if err != nil {
 		return nil, err
@@ -230,39 +236,109 @@ func (s *Server) compile(ctx context.Context, id, format string, exts []string) 
 	return e.mod, e.err
 }
 
-// ensureInstance gives p a live instance: from its checkpoint, else fresh
-// (replaying from the start). p.mu is held.
-func (s *Server) ensureInstance(ctx context.Context, p *proc) error {
+// ensureInstance gives p a live instance (p.mu held), by the reference's
+// hot-start tiers (units.md §5.11): the local file checkpoint, a newer
+// Checkpoint item from the permanent store, else a cold start that replays
+// from the beginning. tgt bounds how far the restored state may be: a live
+// process always takes its own checkpoint (it never moves backwards), a side
+// evaluation of the past only one that tgt admits.
+func (s *Server) ensureInstance(ctx context.Context, p *proc, tgt target) error {
 	if p.inst != nil {
 		return nil
 	}
-	cfg := wasm.Config{ComputeLimit: uint64(p.info.computeLimit), Arweave: s.gw.Drive()}
-	if inst, pos, ok := s.restore(ctx, p, cfg); ok {
-		p.inst, p.pos, p.dirty = inst, pos, 0
-		s.metrics.restores.Add(1)
-	} else {
-		inst, err := p.info.module.Instantiate(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("cu: instantiate %s: %w", p.info.pid, err)
-		}
-		p.inst, p.pos, p.dirty = inst, startPosition(), 0
-		s.metrics.coldStarts.Add(1)
+	cfg := p.mem0Config(s)
+	var local *position
+	st, ok := s.localCheckpoint(ctx, p.info.pid)
+	if ok && (!p.side || tgt.admits(st.Pos)) {
+		local = &st.Pos
 	}
+	askArweave := s.arweaveCheckpoints() && (local == nil || p.side || !p.arweaveAsk)
+	if askArweave {
+		if inst, pos, ok := s.restoreArweave(ctx, p, cfg, tgt, local); ok {
+			p.inst, p.pos, p.dirty = inst, pos, 0
+			s.metrics.restores.Add(1)
+			s.touch(p)
+			return nil
+		}
+	}
+	if local != nil {
+		if inst, pos, ok := s.restore(ctx, p, cfg, st); ok {
+			p.inst, p.pos, p.dirty = inst, pos, 0
+			s.metrics.restores.Add(1)
+			s.touch(p)
+			return nil
+		}
+		// The local checkpoint is unusable: a published one, also an
+		// older one, may still be.
+		if s.arweaveCheckpoints() {
+			if inst, pos, ok := s.restoreArweave(ctx, p, cfg, tgt, nil); ok {
+				p.inst, p.pos, p.dirty = inst, pos, 0
+				s.metrics.restores.Add(1)
+				s.touch(p)
+				return nil
+			}
+		}
+	}
+	inst, err := p.info.module.Instantiate(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("cu: instantiate %s: %w", p.info.pid, err)
+	}
+	p.inst, p.pos, p.dirty = inst, startPosition(), 0
+	s.metrics.coldStarts.Add(1)
 	s.touch(p)
 	return nil
+}
+
+// target is how far an evaluation must go and how far a restored state may
+// already be.
+type target struct {
+	latest bool  // the SU's latest message
+	ts     int64 // else: the last message with timestamp <= ts
+	nonce  int64 // >= 0: the result of this scheduled nonce is wanted
+}
+
+var latest = target{latest: true, nonce: -1}
+
+// admits reports whether evaluation can reach t from pos.
+func (t target) admits(pos position) bool {
+	switch {
+	case pos.Nonce < 0:
+		return true
+	case t.nonce >= 0:
+		return pos.Nonce < t.nonce
+	case t.latest:
+		return true
+	}
+	return pos.Timestamp <= t.ts
 }
 
 // evalOptions bound an evaluation run.
 type evalOptions struct {
 	to        string // SU timestamp to stop at (inclusive); "" = latest
 	cronToNow bool   // also generate crons up to the SU's clock
+	cronUpto  int64  // > 0: also generate crons with tick <= cronUpto (bounded by the SU's clock)
+	tgt       target // for choosing a checkpoint (zero: derived from to)
+}
+
+// target derives the evaluation target of o.
+func (o evalOptions) target() target {
+	if o.tgt != (target{}) {
+		return o.tgt
+	}
+	if o.to == "" {
+		return latest
+	}
+	ts, _ := jsParseInt(o.to)
+	return target{ts: ts, nonce: -1}
 }
 
 // evaluate brings p up to opts (p.mu held) and stores the results.
 func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error {
-	if err := s.ensureInstance(ctx, p); err != nil {
+	if err := s.ensureInstance(ctx, p, opts.target()); err != nil {
 		return err
 	}
+	began := time.Now()
+	toMS, hasTo := jsParseInt(opts.to)
 	var batch []evalRow
 	flush := func() error {
 		err := s.store.putEvals(context.WithoutCancel(ctx), batch)
@@ -271,16 +347,24 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 	}
 	defer func() { s.touch(p) }()
 	for {
-		if opts.to != "" && p.pos.Nonce >= 0 && p.pos.SUCursor != "" {
-			if to, ok := jsParseInt(opts.to); ok && p.pos.LeftTS >= to {
-				break
-			}
+		if hasTo && p.pos.Nonce >= 0 && p.pos.SUCursor != "" && p.pos.LeftTS >= toMS {
+			break
 		}
 		page, err := s.sched.Messages(ctx, p.info.pid, p.pos.SUCursor, opts.to, s.cfg.PageSize)
 		if err != nil {
 			return errors.Join(err, flush())
 		}
+		past := false
 		for _, e := range page.Edges {
+			// (The SU's AOP-6 first edge, the process, ignores to.)
+			if hasTo {
+				if v, _ := tagValue(e.Node.Assignment.Tags, "Timestamp"); v != "" {
+					if ts, ok := jsParseInt(v); ok && ts > toMS {
+						past = true
+						break
+					}
+				}
+			}
 			if err := s.step(ctx, p, e, &batch); err != nil {
 				return errors.Join(err, flush())
 			}
@@ -290,14 +374,17 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 				}
 			}
 		}
-		if !page.PageInfo.HasNextPage || len(page.Edges) == 0 {
+		if past || !page.PageInfo.HasNextPage || len(page.Edges) == 0 {
 			break
 		}
 	}
-	if opts.cronToNow && len(p.info.crons) > 0 && p.pos.Nonce >= 0 {
+	if (opts.cronToNow || opts.cronUpto > 0) && len(p.info.crons) > 0 && p.pos.Nonce >= 0 {
 		now, _, err := s.sched.Now(ctx, p.info.pid)
 		if err != nil {
 			return errors.Join(err, flush())
+		}
+		if opts.cronUpto > 0 {
+			now = min(now, opts.cronUpto+1)
 		}
 		if err := s.crons(ctx, p, now, &batch); err != nil {
 			return errors.Join(err, flush())
@@ -306,7 +393,10 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 	if err := flush(); err != nil {
 		return err
 	}
-	if s.cfg.CheckpointEvery > 0 && p.dirty >= s.cfg.CheckpointEvery {
+	if opts.to == "" {
+		p.syncedAt = began
+	}
+	if !p.side && s.cfg.CheckpointEvery > 0 && p.dirty >= s.cfg.CheckpointEvery {
 		if err := s.checkpoint(ctx, p); err != nil {
 			s.log.Warn("checkpoint failed", "process", p.info.pid, "err", err)
 		}
@@ -580,7 +670,6 @@ func mapResult(r *wasm.Result) evalResult {
 		}
 		return raw
 	}
-	isErr := r.Failed()
 	out := obj{{"Messages", list(r.Messages)}, {"Assignments", list(r.Assignments)}, {"Spawns", list(r.Spawns)}}
 	if len(r.Output) > 0 {
 		o := r.Output
@@ -589,28 +678,32 @@ func mapResult(r *wasm.Result) evalResult {
 			o = b
 		}
 		out = append(out, kv{"Output", o})
-		if !isErr && outputIsOOM(o) {
-			isErr = true
-		}
 	}
 	out = append(out, kv{"GasUsed", r.GasUsed})
 	if r.Failed() {
 		out = append(out, kv{"Error", r.Error})
-	} else if isErr {
-		out = append(out, kv{"Error", json.RawMessage(`"not enough memory for buffer allocation"`)})
 	}
 	b, _ := jsonText(out)
-	return evalResult{json: b, isError: isErr}
+	return evalResult{json: b, isError: r.Failed()}
 }
 
+// outputIsOOM is the reference CU's check for the buffer allocation error of
+// older modules (servers/cu/src/effects/worker/evaluate.js mergeOutput): an
+// Output string, or the data.output string of an Output object, that ends in
+// "not enough memory for buffer allocation". The reference then keeps the
+// result as it is (no Error; its messages are sent) but puts the memory from
+// before the message back: wasm.Config.Revert.
 func outputIsOOM(o json.RawMessage) bool {
 	var s string
 	if json.Unmarshal(o, &s) != nil {
 		var d struct {
-			Data any `json:"data"`
+			Data json.RawMessage `json:"data"`
 		}
-		if json.Unmarshal(o, &d) == nil {
-			s, _ = d.Data.(string)
+		var inner struct {
+			Output any `json:"output"`
+		}
+		if json.Unmarshal(o, &d) == nil && json.Unmarshal(d.Data, &inner) == nil {
+			s, _ = inner.Output.(string)
 		}
 	}
 	return strings.HasSuffix(s, "not enough memory for buffer allocation")

@@ -59,6 +59,25 @@ type Config struct {
 	// process per interval to the gateway (the reference throttles to 30
 	// min and has creation off by default).
 	PublishInterval time.Duration
+	// CheckpointOwners are the wallet addresses whose published Checkpoint
+	// items are trusted (PROCESS_CHECKPOINT_TRUSTED_OWNERS; default: this
+	// CU's own address).
+	CheckpointOwners []string
+	// IgnoreArweaveCheckpoints turns the published-checkpoint tier off
+	// (IGNORE_ARWEAVE_CHECKPOINTS).
+	IgnoreArweaveCheckpoints bool
+	// DryRunMaxAge is how old the process memory a dry-run uses may be when
+	// the request has no x-max-age header (default 100 ms,
+	// DRY_RUN_DEFAULT_MAX_PROCESS_AGE).
+	DryRunMaxAge time.Duration
+	// DryRunCacheTTL keeps dry-run results (default 60 s,
+	// DRY_RUN_RESULT_MAX_AGE; negative: no cache).
+	DryRunCacheTTL time.Duration
+	// DryRunRateLimit, when > 0, allows that many evaluated dry-runs per
+	// client IP per DryRunRateWindow (default 1 min); more get 429. Cache
+	// hits are not counted.
+	DryRunRateLimit  int
+	DryRunRateWindow time.Duration
 	// MaxMemory and MaxCompute are the highest Memory-Limit and
 	// Compute-Limit accepted (defaults 1 GiB and 9e12, as the reference).
 	MaxMemory, MaxCompute int64
@@ -86,6 +105,8 @@ type Server struct {
 	unitID  string
 	workers chan struct{}
 	metrics *metrics
+	dry     dryCache
+	limiter *ipLimiter
 	ctx     context.Context
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup
@@ -135,6 +156,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			cfg.Address = a.Address()
 		}
 	}
+	if cfg.CheckpointOwners == nil && cfg.Address != "" {
+		cfg.CheckpointOwners = []string{cfg.Address}
+	}
+	if cfg.DryRunMaxAge <= 0 {
+		cfg.DryRunMaxAge = 100 * time.Millisecond
+	}
+	if cfg.DryRunCacheTTL == 0 {
+		cfg.DryRunCacheTTL = time.Minute
+	}
+	if cfg.DryRunRateWindow <= 0 {
+		cfg.DryRunRateWindow = time.Minute
+	}
 	st, err := openStore(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -149,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		unitID:  h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
 		workers: make(chan struct{}, cfg.Workers), metrics: newMetrics(),
 		procs: map[string]*proc{}, modules: map[string]*modEntry{},
+		dry: dryCache{ttl: cfg.DryRunCacheTTL}, limiter: &ipLimiter{n: cfg.DryRunRateLimit, win: cfg.DryRunRateWindow},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -200,7 +234,7 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	to := strconv.FormatInt(p.info.timestamp, 10)
+	tgt := target{ts: p.info.timestamp, nonce: 0}
 	if msgID != pid {
 		m, err := s.sched.Message(ctx, pid, msgID)
 		if errors.Is(err, ErrNotFound) {
@@ -213,10 +247,33 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 		if pr, _ := tagValue(m.Assignment.Tags, "Process"); !ok || pr != pid {
 			return nil, httpErr(http.StatusNotFound, "Message %s is not scheduled for process %s", msgID, pid)
 		}
-		to = ts
+		tgt.ts, _ = jsParseInt(ts)
+		tgt.nonce = -1
+		if n, ok := tagValue(m.Assignment.Tags, "Nonce"); ok {
+			if v, ok := jsParseInt(n); ok {
+				tgt.nonce = v
+			}
+		}
 	}
-	if err := s.run(ctx, p, evalOptions{to: to}); err != nil {
-		return nil, err
+	opts := evalOptions{to: strconv.FormatInt(tgt.ts, 10), tgt: tgt}
+	p.mu.Lock()
+	if live, ok := s.livePos(ctx, p); ok && !tgt.admits(live) {
+		// The live state is past the message but has no result for it (it
+		// was restored from a published checkpoint): evaluate the past on
+		// the side, which stores the result.
+		p.mu.Unlock()
+		tp, err := s.evaluatePast(ctx, p, opts)
+		if err != nil {
+			return nil, err
+		}
+		tp.inst.Close(context.WithoutCancel(ctx))
+	} else {
+		err := s.evaluate(ctx, p, opts)
+		p.mu.Unlock()
+		s.enforceBudget(ctx)
+		if err != nil {
+			return nil, chainErr(err)
+		}
 	}
 	b, ok, err := s.store.resultByMessage(ctx, pid, msgID)
 	if err != nil {
@@ -228,16 +285,47 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 	return b, nil
 }
 
+// livePos is where p's live state stands: its instance, else its file
+// checkpoint (p.mu held). ok is false when p has neither.
+func (s *Server) livePos(ctx context.Context, p *proc) (position, bool) {
+	if p.inst != nil {
+		return p.pos, true
+	}
+	if st, ok := s.localCheckpoint(ctx, p.info.pid); ok {
+		return st.Pos, true
+	}
+	return position{}, false
+}
+
+// evaluatePast evaluates p up to opts on a throwaway instance started from
+// a checkpoint before it (or cold), leaving the live instance and the file
+// checkpoint alone. Results are stored (evaluation is deterministic). The
+// caller closes the returned proc's instance.
+func (s *Server) evaluatePast(ctx context.Context, p *proc, opts evalOptions) (*proc, error) {
+	tp := &proc{info: p.info, pos: startPosition(), side: true}
+	if err := s.evaluate(ctx, tp, opts); err != nil {
+		if tp.inst != nil {
+			tp.inst.Close(context.WithoutCancel(ctx))
+		}
+		return nil, chainErr(err)
+	}
+	return tp, nil
+}
+
+func chainErr(err error) error {
+	if errors.Is(err, ErrChain) {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: err.Error()}
+	}
+	return err
+}
+
 // run evaluates under p's lock, then keeps the memory budget.
 func (s *Server) run(ctx context.Context, p *proc, opts evalOptions) error {
 	p.mu.Lock()
 	err := s.evaluate(ctx, p, opts)
 	p.mu.Unlock()
 	s.enforceBudget(ctx)
-	if errors.Is(err, ErrChain) {
-		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: err.Error()}
-	}
-	return err
+	return chainErr(err)
 }
 
 // Page is the /results and /cron connection.
@@ -336,38 +424,85 @@ func (s *Server) page(ctx context.Context, pid string, q ResultsQuery, cronOnly 
 	return pg, nil
 }
 
-// DryRun evaluates body against the process's latest state without saving
-// anything: the memory is copied into a throwaway instance.
-func (s *Server) DryRun(ctx context.Context, pid string, to string, body []byte) ([]byte, error) {
+// DryRunOptions are a dry-run's parameters besides the message.
+type DryRunOptions struct {
+	// To is a message id: the dry-run sees the state after it ("" for the
+	// latest).
+	To string
+	// MaxAge is how old the process memory (and a cached result) may be:
+	// the x-max-age header. Negative: Config.DryRunMaxAge for the memory
+	// and Config.DryRunCacheTTL for cached results.
+	MaxAge time.Duration
+}
+
+// dryRunCached returns a cached dry-run result.
+func (s *Server) dryRunCached(pid string, body []byte, o DryRunOptions) ([]byte, bool) {
+	maxAge := o.MaxAge
+	if maxAge < 0 {
+		maxAge = s.cfg.DryRunCacheTTL
+	}
+	b, ok := s.dry.get(dryRunKey(pid, o.To, body), maxAge)
+	if ok {
+		s.metrics.dryRunHits.Add(1)
+	}
+	return b, ok
+}
+
+// DryRun evaluates body against the process's state without saving
+// anything: the memory is copied into a throwaway instance (units.md §5.9).
+func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOptions) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return nil, httpErr(http.StatusBadRequest, "The dry-run body must be a JSON object (a message)")
+	}
+	if b, ok := s.dryRunCached(pid, body, o); ok {
+		return b, nil
 	}
 	p, err := s.process(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	opts := evalOptions{}
-	if to != "" {
-		m, err := s.sched.Message(ctx, pid, to)
-		if err != nil {
-			return nil, httpErr(http.StatusNotFound, "Message %s not found for process %s", to, pid)
-		}
-		opts.to, _ = tagValue(m.Assignment.Tags, "Timestamp")
+	memAge := o.MaxAge
+	if memAge < 0 {
+		memAge = s.cfg.DryRunMaxAge
 	}
-	p.mu.Lock()
-	if err := s.evaluate(ctx, p, opts); err != nil {
-		p.mu.Unlock()
-		if errors.Is(err, ErrChain) {
-			return nil, &HTTPError{Code: http.StatusUnprocessableEntity, Msg: err.Error()}
+	var (
+		mem       []byte
+		ts, hgt   int64
+		memoryAge = time.Now()
+	)
+	if o.To == "" {
+		p.mu.Lock()
+		// The live memory serves as is while it was brought up to date
+		// within memAge; else the SU is asked for newer messages first.
+		if p.inst == nil || p.syncedAt.IsZero() || time.Since(p.syncedAt) > memAge {
+			if err := s.evaluate(ctx, p, evalOptions{}); err != nil {
+				p.mu.Unlock()
+				return nil, chainErr(err)
+			}
 		}
+		mem, err = p.inst.Snapshot()
+		ts, hgt, memoryAge = p.pos.Timestamp, p.pos.Height, p.syncedAt
+		p.mu.Unlock()
+		s.enforceBudget(ctx)
+	} else {
+		m, merr := s.sched.Message(ctx, pid, o.To)
+		if merr != nil {
+			return nil, httpErr(http.StatusNotFound, "Message %s not found for process %s", o.To, pid)
+		}
+		to, _ := tagValue(m.Assignment.Tags, "Timestamp")
+		toMS, ok := jsParseInt(to)
+		if !ok {
+			return nil, fmt.Errorf("cu: message %s has no Timestamp", o.To)
+		}
+		var pos position
+		mem, pos, err = s.stateAt(ctx, p, toMS)
+		ts, hgt = pos.Timestamp, pos.Height
+	}
+	if err != nil {
 		return nil, err
 	}
-	mem := p.inst.Snapshot()
-	ts, height := p.pos.Timestamp, p.pos.Height
-	p.mu.Unlock()
-	s.enforceBudget(ctx)
-	doc, err := dryRunDoc(fields, pid, ts, height)
+	doc, err := dryRunDoc(fields, pid, ts, hgt)
 	if err != nil {
 		return nil, httpErr(http.StatusBadRequest, "%v", err)
 	}
@@ -376,17 +511,59 @@ func (s *Server) DryRun(ctx context.Context, pid string, to string, body []byte)
 		return nil, fmt.Errorf("cu: dry-run restore: %w", err)
 	}
 	defer inst.Close(context.WithoutCancel(ctx))
-	dp := &proc{info: p.info, inst: inst}
+	dp := &proc{info: p.info, inst: inst, side: true}
 	res, err := s.handle(ctx, dp, doc)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.dryRuns.Add(1)
+	s.dry.put(dryRunKey(pid, o.To, body), res.json, memoryAge)
 	return res.json, nil
 }
 
+// stateAt returns the memory of p after its last message with timestamp <=
+// to (scheduled messages, and the crons up to to that the SU's clock has
+// passed) and the position it is at. The live instance is advanced when it
+// is not past to; otherwise the past is evaluated on the side.
+func (s *Server) stateAt(ctx context.Context, p *proc, to int64) ([]byte, position, error) {
+	tgt := target{ts: to, nonce: -1}
+	opts := evalOptions{to: strconv.FormatInt(to, 10), cronUpto: to, tgt: tgt}
+	var (
+		mem []byte
+		pos position
+		err error
+	)
+	p.mu.Lock()
+	if live, ok := s.livePos(ctx, p); !ok || tgt.admits(live) {
+		err = s.evaluate(ctx, p, opts)
+		if err == nil {
+			mem, err = p.inst.Snapshot()
+			pos = p.pos
+		}
+		p.mu.Unlock()
+		s.enforceBudget(ctx)
+		err = chainErr(err)
+	} else {
+		p.mu.Unlock()
+		var tp *proc
+		if tp, err = s.evaluatePast(ctx, p, opts); err == nil {
+			mem, err = tp.inst.Snapshot()
+			pos = tp.pos
+			tp.inst.Close(context.WithoutCancel(ctx))
+		}
+	}
+	if err != nil {
+		return nil, position{}, err
+	}
+	if pos.Nonce < 0 {
+		return nil, position{}, httpErr(http.StatusNotFound, "Process %s has no message at or before %d", p.info.pid, to)
+	}
+	return mem, pos, nil
+}
+
 func (p *proc) mem0Config(s *Server) wasm.Config {
-	return wasm.Config{ComputeLimit: uint64(p.info.computeLimit), Arweave: s.gw.Drive()}
+	return wasm.Config{ComputeLimit: uint64(p.info.computeLimit), Arweave: p.info.drive,
+		Revert: func(r *wasm.Result) bool { return outputIsOOM(r.Output) }}
 }
 
 // StateInfo describes the memory returned by State.
@@ -405,7 +582,25 @@ func (s *Server) State(ctx context.Context, pid string) ([]byte, StateInfo, erro
 	if err := s.evaluate(ctx, p, evalOptions{}); err != nil {
 		return nil, StateInfo{}, err
 	}
-	return p.inst.Snapshot(), StateInfo{Timestamp: p.pos.Timestamp, Ordinate: p.pos.Ordinate, BlockHeight: p.pos.Height}, nil
+	mem, err := p.inst.Snapshot()
+	if err != nil {
+		return nil, StateInfo{}, err
+	}
+	return mem, StateInfo{Timestamp: p.pos.Timestamp, Ordinate: p.pos.Ordinate, BlockHeight: p.pos.Height}, nil
+}
+
+// StateAt returns pid's memory after its last message with timestamp <= to
+// (ms), without moving the live instance backwards.
+func (s *Server) StateAt(ctx context.Context, pid string, to int64) ([]byte, StateInfo, error) {
+	p, err := s.process(ctx, pid)
+	if err != nil {
+		return nil, StateInfo{}, err
+	}
+	mem, pos, err := s.stateAt(ctx, p, to)
+	if err != nil {
+		return nil, StateInfo{}, err
+	}
+	return mem, StateInfo{Timestamp: pos.Timestamp, Ordinate: pos.Ordinate, BlockHeight: pos.Height}, nil
 }
 
 // ---- HTTP ----
@@ -449,16 +644,48 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, http.StatusBadRequest, "process-id query parameter is required")
 			return
 		}
+		o := DryRunOptions{To: r.URL.Query().Get("to"), MaxAge: -1}
+		if v := r.Header.Get("X-Max-Age"); v != "" {
+			ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || ms < 0 {
+				writeError(w, http.StatusBadRequest, "x-max-age must be a number of milliseconds")
+				return
+			}
+			o.MaxAge = time.Duration(min(ms, int64(time.Duration(1<<62)/time.Millisecond))) * time.Millisecond
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 10<<20))
 		if err != nil {
 			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
 			return
 		}
-		b, err := s.DryRun(r.Context(), pid, r.URL.Query().Get("to"), body)
+		if b, ok := s.dryRunCached(pid, body, o); ok {
+			s.reply(w, b, nil)
+			return
+		}
+		if !s.limiter.allow(r) {
+			s.metrics.dryRunLimited.Add(1)
+			writeError(w, http.StatusTooManyRequests, "Rate limit exceeded")
+			return
+		}
+		b, err := s.DryRun(r.Context(), pid, body, o)
 		s.reply(w, b, err)
 	})
 	mux.HandleFunc("GET /state/{process}", func(w http.ResponseWriter, r *http.Request) {
-		mem, info, err := s.State(r.Context(), r.PathValue("process"))
+		var (
+			mem  []byte
+			info StateInfo
+			err  error
+		)
+		if to := r.URL.Query().Get("to"); to != "" {
+			ms, perr := strconv.ParseInt(to, 10, 64)
+			if perr != nil || ms < 0 {
+				writeError(w, http.StatusBadRequest, "to must be a timestamp in milliseconds")
+				return
+			}
+			mem, info, err = s.StateAt(r.Context(), r.PathValue("process"), ms)
+		} else {
+			mem, info, err = s.State(r.Context(), r.PathValue("process"))
+		}
 		if err != nil {
 			s.reply(w, nil, err)
 			return

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aonode/aonode/cu/wasm"
 	"github.com/aonode/aonode/su"
 )
 
@@ -128,3 +129,29 @@ func FuzzDryRunBody(f *testing.F) {
 type jsonRaw = json.RawMessage
 
 var jsonUnmarshal = json.Unmarshal
+
+func TestOutputIsOOM(t *testing.T) {
+	const oom = "not enough memory for buffer allocation"
+	for _, c := range []struct {
+		output string
+		want   bool
+	}{
+		{`"` + oom + `"`, true},
+		{`"lua: ` + oom + `"`, true},
+		{`"` + oom + ` (no)"`, false},
+		{`{"data":{"output":"x ` + oom + `"}}`, true},      // older aos
+		{`{"data":"` + oom + `","prompt":"aos> "}`, false}, // the reference reads data.output only
+		{`{"data":{"output":42}}`, false},
+		{`42`, false},
+		{`null`, false},
+	} {
+		if got := outputIsOOM(json.RawMessage(c.output)); got != c.want {
+			t.Errorf("outputIsOOM(%s) = %v, want %v", c.output, got, c.want)
+		}
+	}
+	// The result keeps no Error, as in the reference.
+	r := mapResult(&wasm.Result{Output: json.RawMessage(`"` + oom + `"`), Patches: json.RawMessage(`[]`)})
+	if r.isError || strings.Contains(string(r.json), `"Error"`) {
+		t.Fatalf("OOM output mapped to an error: %s", r.json)
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/mu"
 	"github.com/aonode/aonode/wallet"
 )
 
@@ -25,7 +27,18 @@ Scheduler-Location record, unless --su-url names one SU for every process. Modul
 metadata come from --gateway-url (default $GATEWAY_URL, then http://localhost:4000).
 Results and checkpoints live in --data. Live instances beyond --memory-budget are
 checkpointed and evicted. The CU wallet (default DATA/cu-wallet.json, created on first
-start) signs published checkpoints (--publish-checkpoints INTERVAL).`,
+start) signs published checkpoints (--publish-checkpoints INTERVAL); before publishing, GraphQL
+Q7 checks that the checkpoint is not published already.
+
+A process with no live instance starts from its newest usable checkpoint: the local file,
+or a Checkpoint item published by a trusted owner (--checkpoint-owners, default the CU's
+own address) when that is newer, found with GraphQL Q6, checked against its SHA-256 tag;
+--ignore-arweave-checkpoints turns published ones off.
+
+Dry-run results are cached for 60 s (by process, to and body); the header x-max-age (ms)
+bounds how old the process memory (and a cached result) may be, 100 ms by default.
+--dry-run-rate-limit N/INTERVAL limits evaluated dry-runs per client IP (cache hits are
+free; the reference allows 6/1m; off by default).`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		port := fs.Int("port", 4004, "listen `PORT`")
 		host := fs.String("host", "0.0.0.0", "listen `ADDRESS`")
@@ -37,10 +50,24 @@ start) signs published checkpoints (--publish-checkpoints INTERVAL).`,
 		every := fs.Int("checkpoint-every", 1000, "write a file checkpoint every `N` evaluated messages (negative: only on eviction)")
 		publish := fs.Duration("publish-checkpoints", 0, "publish a Checkpoint item per process at most once per `INTERVAL` (0: never)")
 		timeout := fs.Duration("message-timeout", 30*time.Second, "evaluation deadline per message")
+		owners := fs.String("checkpoint-owners", "", "comma-separated `ADDRESSES` whose published checkpoints are trusted (default: this CU's address)")
+		ignoreAr := fs.Bool("ignore-arweave-checkpoints", false, "never restore published Checkpoint items")
+		dryLimit := fs.String("dry-run-rate-limit", "", "evaluated dry-runs per client IP `N/INTERVAL`, e.g. 6/1m (default off)")
+		dryAge := fs.Duration("dry-run-max-age", 100*time.Millisecond, "how old the memory a dry-run uses may be without an x-max-age header")
 		verbose := fs.Bool("v", false, "log informational messages too")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
+			}
+			rl, err := mu.ParseRateLimit(*dryLimit)
+			if err != nil {
+				return usageError("--dry-run-rate-limit: %v", err)
+			}
+			var trusted []string
+			for _, o := range strings.Split(*owners, ",") {
+				if o = strings.TrimSpace(o); o != "" {
+					trusted = append(trusted, o)
+				}
 			}
 			if *walletPath == "" {
 				*walletPath = filepath.Join(*data, "cu-wallet.json")
@@ -53,6 +80,8 @@ start) signs published checkpoints (--publish-checkpoints INTERVAL).`,
 			srv, err := cu.New(ctx, cu.Config{
 				DataDir: *data, Scheduler: cu.NewHTTPScheduler(*suURL, gw), Gateway: gw, Signer: w,
 				MemoryBudget: *budget, CheckpointEvery: *every, PublishInterval: *publish, MessageTimeout: *timeout,
+				CheckpointOwners: trusted, IgnoreArweaveCheckpoints: *ignoreAr,
+				DryRunRateLimit: rl.N, DryRunRateWindow: rl.Interval, DryRunMaxAge: *dryAge,
 				Logger: logger(*verbose),
 			})
 			if err != nil {

@@ -44,6 +44,13 @@ var ErrNotFound = errors.New("weavedrive: not found")
 type driveFile struct {
 	blob Blob
 	pos  int64
+	// fromEnd is set by a seek relative to the end. In the reference that
+	// seek turns the stream position into a string ("0" + "<size>", from the
+	// HEAD Content-Length), so the next read asks for an invalid Range, the
+	// gateway answers with the whole file, and the read gets the file from
+	// offset 0. aos's On-Boot loader depends on it:
+	// file:read(file:seek("end")). We read on from offset 0 likewise.
+	fromEnd bool
 }
 
 type bytesBlob []byte
@@ -150,6 +157,9 @@ func (v *vm) fetch(ctx context.Context, path string) Blob {
 // requested length whatever the size; we report what was read, which is what
 // fread's contract needs.)
 func (f *driveFile) read(p []byte) (int, error) {
+	if f.fromEnd {
+		f.pos, f.fromEnd = 0, false
+	}
 	size := f.blob.Size()
 	if f.pos >= size || len(p) == 0 {
 		return 0, nil

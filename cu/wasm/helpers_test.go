@@ -178,3 +178,12 @@ func outputData(t testing.TB, r *Result) string {
 	}
 	return string(o.Data)
 }
+
+func snapshot(t testing.TB, in *Instance) []byte {
+	t.Helper()
+	img, err := in.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}

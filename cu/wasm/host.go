@@ -213,7 +213,12 @@ var imports = map[string]hostFn{
 	"__asyncjs__weavedrive_close": fixed(1, rI32, driveClose),
 
 	"metering_gasUsed": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
-		stack[0] = uint64(uint32(vmFrom(ctx).gasUsed))
+		v := vmFrom(ctx)
+		used := v.gasUsed
+		if v.gasUsedG != nil {
+			used = v.gasUsedG.Get()
+		}
+		stack[0] = uint64(uint32(used))
 	}),
 	// metering.usegas(n) (pre-metered binaries, and the -metering formats
 	// metered at load time with an i32 or, on wasm64, an i64 meter): the
@@ -687,13 +692,14 @@ func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	var pos int64
+	fromEnd := f.fromEnd // SEEK_CUR keeps it (see driveFile)
 	switch whence {
 	case 0:
-		pos = off
+		pos, fromEnd = off, false
 	case 1:
 		pos = f.pos + off
 	case 2:
-		pos = f.blob.Size() + off
+		pos, fromEnd = f.blob.Size()+off, true
 	default:
 		stack[0] = errnoINVAL
 		return
@@ -702,7 +708,7 @@ func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoINVAL
 		return
 	}
-	f.pos = pos
+	f.pos, f.fromEnd = pos, fromEnd
 	mod.Memory().WriteUint64Le(out, uint64(pos))
 	stack[0] = 0
 }

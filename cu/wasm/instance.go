@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,13 @@ type Config struct {
 	// Arweave serves WeaveDrive. It is used only when the module declares the
 	// WeaveDrive extension; otherwise io.open of a drive path returns nil.
 	Arweave Arweave
+	// Revert, if set, sees each successful result; when it returns true the
+	// result stands but the message's memory changes are undone as the
+	// reference CU undoes an Output that ends in "not enough memory for
+	// buffer allocation": the memory from before the message is written
+	// over the start of the current one, keeping the instance (and any
+	// memory the message grew).
+	Revert func(*Result) bool
 }
 
 // Result is one handle() outcome in the reference loader's shape (without
@@ -115,6 +123,10 @@ type vm struct {
 	replay      *[]driveOutcome // rollback replay: answers to give back
 	tfuncs      map[uint32][]api.Function
 	efuncs      map[string][]api.Function
+
+	// The gas counter and limit of a module metered by meter.InlineGas
+	// (nil otherwise: gasUsed then counts in the host's usegas).
+	gasUsedG, gasLimitG api.MutableGlobal
 }
 
 type vmKey struct{}
@@ -133,7 +145,19 @@ func (m *Module) Restore(ctx context.Context, cfg Config, image []byte) (*Instan
 	return m.start(ctx, cfg, bytes.Clone(image))
 }
 
+// RestoreOwned is Restore without the copy: the instance takes image over
+// (as its rollback base) and the caller must not use it afterwards. A
+// restored aos image is 100 MB or more, so the copy is a good part of a cold
+// start.
+func (m *Module) RestoreOwned(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
+	return m.start(ctx, cfg, image)
+}
+
 func (m *Module) start(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
+	if !m.enter() {
+		return nil, errClosed
+	}
+	defer m.leave()
 	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000}
 	v, err := m.newVM(ctx, cfg, image, in.baseNow)
 	if err != nil {
@@ -169,7 +193,7 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, now float6
 	if m.weaveDrive {
 		v.drive = cfg.Arweave
 	}
-	ctx = context.WithValue(ctx, vmKey{}, v)
+	ctx = withMemory(context.WithValue(ctx, vmKey{}, v), v.limitPages)
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
 		return nil, fmt.Errorf("wasm: instantiate: %w", err)
@@ -198,6 +222,15 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, now float6
 	v.malloc = pick("malloc")
 	v.asyncifyState = pick("asyncify_get_state")
 	v.free = pick("free")
+	if m.metered {
+		u, ok1 := mod.ExportedGlobal(meter.GasUsedExport).(api.MutableGlobal)
+		l, ok2 := mod.ExportedGlobal(meter.GasLimitExport).(api.MutableGlobal)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("wasm: instantiate: no gas globals")
+		}
+		v.gasUsedG, v.gasLimitG = u, l
+		l.Set(v.gasLimit)
+	}
 	if m.fuel {
 		g, ok := mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
 		if !ok {
@@ -263,10 +296,43 @@ func (v *vm) load(image []byte) error {
 	if uint64(mem.Size()) < uint64(len(image)) && !v.resizeHeap(uint64(len(image))) {
 		return fmt.Errorf("wasm: memory image of %d bytes exceeds the memory limit", len(image))
 	}
-	if !mem.Write(0, image) {
+	if uint64(mem.Size()) < uint64(len(image)) {
 		return fmt.Errorf("wasm: memory image of %d bytes does not fit", len(image))
 	}
+	buf, _ := mem.Read(0, mem.Size())
+	// Like HEAPU8.set(image), but pages that are zero on both sides are left
+	// alone: a fresh memory is zero beyond what instantiation wrote, and not
+	// touching those pages spares a page fault each and keeps them out of the
+	// process's resident memory.
+	const chunk = 4096
+	for off := 0; off < len(image); off += chunk {
+		src := image[off:min(off+chunk, len(image))]
+		dst := buf[off : off+len(src)]
+		if allZero(src) {
+			if !allZero(dst) {
+				clear(dst)
+			}
+			continue
+		}
+		copy(dst, src)
+	}
 	return nil
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // growTarget is emscripten's emscripten_resize_heap policy (over-grow by
@@ -343,6 +409,10 @@ func (v *vm) safeCall(ctx context.Context, f func()) (err error) {
 func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err error) {
 	ctx = context.WithValue(ctx, vmKey{}, v)
 	v.gasUsed = 0
+	if v.gasUsedG != nil {
+		v.gasUsedG.Set(0)
+		defer func() { v.gasUsed = v.gasUsedG.Get() }()
+	}
 	if v.fuel != nil {
 		// Fuel left by an earlier call may be for a ctx without deadline.
 		v.fuel.Set(fuelFor(ctx))
@@ -398,7 +468,8 @@ func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
 			return nil, fmt.Errorf("wasm: handle: instance closed (exit code %d)", ee.ExitCode())
 		case errors.As(err, &xe):
 			return errorResult(xe.Error(), v.gasUsed), nil
-		case errors.Is(err, errOutOfGas):
+		case errors.Is(err, errOutOfGas), v.gasUsedG != nil && v.gasUsed > v.gasLimit:
+			// The host's usegas panics; the inlined one traps (unreachable).
 			return errorResult(errOutOfGas.Error(), v.gasUsed), nil
 		case errors.Is(err, errAbort):
 			return errorResult("Aborted("+errAbort.Error()+")", v.gasUsed), nil
@@ -477,12 +548,23 @@ func (in *Instance) Handle(ctx context.Context, msg, env []byte) (*Result, error
 	if in.closed {
 		return nil, errors.New("wasm: instance is closed")
 	}
+	if !in.m.enter() {
+		return nil, errClosed
+	}
+	defer in.m.leave()
 	start := time.Now()
 	var drive []driveOutcome
 	in.vm.record = &drive
 	r, err := in.vm.evaluate(ctx, msg, env)
 	in.vm.record = nil
 	if err == nil && !r.Failed() {
+		if in.cfg.Revert != nil && in.cfg.Revert(r) {
+			if rerr := in.revert(ctx); rerr != nil {
+				in.closed = true
+				return nil, fmt.Errorf("wasm: revert: %w", rerr)
+			}
+			return r, nil
+		}
 		in.record(msg, env, drive, time.Since(start))
 		return r, nil
 	}
@@ -517,22 +599,9 @@ func (in *Instance) rebase(image []byte) {
 func (in *Instance) rollback(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx)
 	in.vm.mod.Close(ctx)
-	v, err := in.m.newVM(ctx, in.cfg, in.base, in.baseNow)
+	v, err := in.replay(ctx)
 	if err != nil {
 		return err
-	}
-	for i, e := range in.journal {
-		drive := e.drive
-		v.replay = &drive
-		r, err := v.evaluate(ctx, e.msg, e.env)
-		v.replay = nil
-		if err == nil && r.Failed() {
-			err = fmt.Errorf("replayed message %d failed: %s", i, r.Error)
-		}
-		if err != nil {
-			v.mod.Close(ctx)
-			return err
-		}
 	}
 	if len(in.journal) > 0 {
 		// The reference writes the previous image into a fresh instance; its
@@ -558,6 +627,50 @@ func (in *Instance) rollback(ctx context.Context) error {
 	return nil
 }
 
+// replay builds a new vm in the state after the last successful message:
+// the base image with the journal evaluated on it.
+func (in *Instance) replay(ctx context.Context) (*vm, error) {
+	v, err := in.m.newVM(ctx, in.cfg, in.base, in.baseNow)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range in.journal {
+		drive := e.drive
+		v.replay = &drive
+		r, err := v.evaluate(ctx, e.msg, e.env)
+		v.replay = nil
+		if err == nil && r.Failed() {
+			err = fmt.Errorf("replayed message %d failed: %s", i, r.Error)
+		}
+		if err != nil {
+			v.mod.Close(ctx)
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// revert undoes a message the way the reference CU does for Config.Revert:
+// it keeps the instance and writes the memory from before the message over
+// the start of the current memory (ao-loader's HEAPU8.set), so memory the
+// message grew keeps what the message left there.
+func (in *Instance) revert(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	v, err := in.replay(ctx)
+	if err != nil {
+		return err
+	}
+	prev := v.snapshot()
+	v.mod.Close(ctx)
+	mem := in.vm.mod.Memory()
+	if !mem.Write(0, prev) {
+		return fmt.Errorf("memory before the message (%d bytes) is larger than after it (%d bytes)", len(prev), mem.Size())
+	}
+	// The tail is not reproducible from the journal: start a new base.
+	in.rebase(in.vm.snapshot())
+	return nil
+}
+
 func (v *vm) snapshot() []byte {
 	mem := v.mod.Memory()
 	b, _ := mem.Read(0, mem.Size())
@@ -567,21 +680,33 @@ func (v *vm) snapshot() []byte {
 func (in *Instance) snapshot() []byte { return in.vm.snapshot() }
 
 // Snapshot returns a copy of the process memory: the checkpoint format of the
-// reference CU (hash it, gzip it). Module.Restore continues from it.
-func (in *Instance) Snapshot() []byte {
+// reference CU (hash it, gzip it). Module.Restore continues from it. It
+// fails once the instance or its module is closed.
+func (in *Instance) Snapshot() ([]byte, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.closed {
+		return nil, errors.New("wasm: instance is closed")
+	}
+	if !in.m.enter() {
+		return nil, errClosed
+	}
+	defer in.m.leave()
 	img := in.snapshot()
 	// The copy doubles as a rollback base; keep our own so the caller may
 	// modify theirs.
 	in.rebase(bytes.Clone(img))
-	return img
+	return img, nil
 }
 
 // MemorySize returns the current linear memory size in bytes.
 func (in *Instance) MemorySize() uint64 {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.closed || !in.m.enter() {
+		return 0
+	}
+	defer in.m.leave()
 	return uint64(in.vm.mod.Memory().Size())
 }
 

@@ -11,6 +11,7 @@ package wasm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -52,7 +53,29 @@ type Module struct {
 	ptr64      bool                              // wasm64 ABI (i64 pointers), memory lowered to 32 bits
 	metered    bool                              // instrumented by meter.AddGas (a -metering format)
 	dynCall    bool                              // invoke_<sig> calls the export dynCall_<sig> (see invoke)
+
+	// alive guards the instances' linear memories, which Close unmaps
+	// (memory_unix.go): every Instance operation holds it for reading, so
+	// Close waits for running messages instead of pulling memory from under
+	// them.
+	alive  sync.RWMutex
+	closed bool
 }
+
+// errClosed is returned by Instance operations after Module.Close.
+var errClosed = errors.New("wasm: module is closed")
+
+// enter starts an instance operation; false means the module is closed.
+func (m *Module) enter() bool {
+	m.alive.RLock()
+	if m.closed {
+		m.alive.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (m *Module) leave() { m.alive.RUnlock() }
 
 var (
 	cachesMu sync.Mutex
@@ -153,8 +176,17 @@ func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
 	return m, nil
 }
 
-// Close releases the compiled code and every instance of the module.
-func (m *Module) Close(ctx context.Context) error { return m.rt.Close(ctx) }
+// Close releases the compiled code and every instance of the module, after
+// waiting for the instance operations under way.
+func (m *Module) Close(ctx context.Context) error {
+	m.alive.Lock()
+	defer m.alive.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	return m.rt.Close(ctx)
+}
 
 // Format returns the module's Module-Format.
 func (m *Module) Format() string { return m.format.name }

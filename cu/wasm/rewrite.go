@@ -27,7 +27,7 @@ type rewriteOpts struct {
 // bump one whenever its pass changes what it emits.
 const (
 	lowerVersion = "lower64-v1"
-	gasVersion   = "gas-v1"
+	gasVersion   = "gas-v2" // v2: usegas inlined (meter.InlineGas)
 )
 
 // Rewritten binaries by input content and options. The CU compiles each
@@ -120,6 +120,9 @@ func staticCached(bin []byte, sum [32]byte, opts rewriteOpts, cacheDir string) (
 	}
 	if opts.gas != 0 {
 		if err := meter.AddGas(wm, opts.gas); err != nil {
+			return nil, nil, err
+		}
+		if err := meter.InlineGas(wm); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -30,6 +30,11 @@ const (
 // cheap estimate of the work until the next check point. Every unbounded
 // execution passes check points, so fuel bounds the time between host
 // calls.
+//
+// Leaf functions (no loop, no call) get no check: they run a bounded number
+// of instructions and return, so their callers' checks bound them. Their
+// size is charged at each call site instead. They are the small hot helpers,
+// where a check would cost the most relative to the work.
 func AddFuel(m *wasmbin.Module) error {
 	for _, e := range m.Exports {
 		if e.Name == FuelExport {
@@ -46,10 +51,39 @@ func AddFuel(m *wasmbin.Module) error {
 		Init: []wasmbin.Instr{wasmbin.I64Const(0), wasmbin.Op(wasmbin.OpEnd)},
 	})
 	m.Exports = append(m.Exports, wasmbin.Export{Name: FuelExport, Kind: wasmbin.KindGlobal, Index: g})
+	imported := m.ImportedFuncs()
+	leaf := make([]int64, len(m.Code)) // instruction count of a leaf, 0 if not one
 	for i := range m.Code {
-		m.Code[i].Code = fuelFunc(m.Code[i].Code, fn, g)
+		leaf[i] = leafSize(m.Code[i].Code)
+	}
+	leafCost := func(in wasmbin.Instr) int64 {
+		if in.Op != wasmbin.OpCall {
+			return 0
+		}
+		idx, err := in.Index()
+		if err != nil || idx < imported || idx-imported >= uint32(len(leaf)) {
+			return 0
+		}
+		return leaf[idx-imported]
+	}
+	for i := range m.Code {
+		if leaf[i] == 0 {
+			m.Code[i].Code = fuelFunc(m.Code[i].Code, fn, g, leafCost)
+		}
 	}
 	return nil
+}
+
+// leafSize returns the number of instructions of a function body with no
+// loop and no call, or 0.
+func leafSize(code []wasmbin.Instr) int64 {
+	for _, in := range code {
+		switch in.Op {
+		case wasmbin.OpLoop, wasmbin.OpCall, wasmbin.OpCallIndirect, wasmbin.OpReturnCall, wasmbin.OpReturnCallIn:
+			return 0
+		}
+	}
+	return int64(len(code))
 }
 
 // fuelCheck is the sequence inserted at a check point:
@@ -69,13 +103,13 @@ func fuelCheck(dst []wasmbin.Instr, cost int64, fn, g uint32) []wasmbin.Instr {
 
 const fuelCheckLen = 12
 
-func fuelFunc(code []wasmbin.Instr, fn, g uint32) []wasmbin.Instr {
+func fuelFunc(code []wasmbin.Instr, fn, g uint32, extra func(wasmbin.Instr) int64) []wasmbin.Instr {
 	// costs[0] is the function's, costs[k] the k-th loop's.
 	costs := []int64{0}
 	var stack []int // per open block: its cost counter (loops open a new one)
 	cur := 0
 	for _, in := range code {
-		costs[cur]++
+		costs[cur] += 1 + extra(in)
 		switch in.Op {
 		case wasmbin.OpBlock, wasmbin.OpIf:
 			stack = append(stack, cur)

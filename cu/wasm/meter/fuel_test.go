@@ -120,13 +120,18 @@ func TestFuelCosts(t *testing.T) {
 	if err := AddFuel(wm); err != nil {
 		t.Fatal(err)
 	}
+	// one is a leaf: no check, its 2 instructions charged where it is
+	// called.
+	if len(wm.Code[0].Code) != 2 {
+		t.Fatalf("leaf function instrumented: %d instructions", len(wm.Code[0].Code))
+	}
 	// sum: 3 instructions outside the loop (loop, local.get, end) and 10
-	// in it (its end included).
+	// in it (its end included), plus one's 2.
 	code := wm.Code[1].Code
 	entry, _ := code[1].Int()
 	loop, _ := code[fuelCheckLen+1+1].Int()
-	if entry != 3 || loop != 10 {
-		t.Fatalf("costs: entry %d, loop %d; want 3, 10", entry, loop)
+	if entry != 3 || loop != 12 {
+		t.Fatalf("costs: entry %d, loop %d; want 3, 12", entry, loop)
 	}
 	if c, _ := code[fuelCheckLen+1+fuelCheckLen+1].Index(); code[fuelCheckLen+1+fuelCheckLen+1].Op != wasmbin.OpCall || c != 2 {
 		t.Fatalf("call $one not renumbered to 2: %v %d", code[fuelCheckLen+1+fuelCheckLen+1].Op, c)

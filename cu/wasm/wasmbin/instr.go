@@ -48,8 +48,10 @@ const (
 	OpF64Const     Opcode = 0x44
 	OpI64Eqz       Opcode = 0x50
 	OpI64LtS       Opcode = 0x53
+	OpI64GtS       Opcode = 0x55
 	OpI64Add       Opcode = 0x7C
 	OpI64Sub       Opcode = 0x7D
+	OpI64ExtendS32 Opcode = 0xAC // i64.extend_i32_s
 	OpRefFunc      Opcode = 0xD2
 )
 
