@@ -18,3 +18,4 @@ fuzz:
 	go test ./ans104 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	go test ./ans104 -run '^$$' -fuzz '^FuzzDecodeTags$$' -fuzztime $(FUZZTIME)
 	go test ./ans104 -run '^$$' -fuzz '^FuzzParseBundle$$' -fuzztime $(FUZZTIME)
+	go test ./ans104 -run '^$$' -fuzz '^FuzzVerifyPSS$$' -fuzztime $(FUZZTIME)

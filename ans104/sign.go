@@ -41,12 +41,11 @@ func verify(t SignatureType, owner, sig, msg []byte) error {
 	var ok bool
 	switch t {
 	case TypeArweave:
-		pub, err := rsaPublicKey(owner)
-		if err != nil {
+		if _, err := rsaPublicKey(owner); err != nil {
 			return err
 		}
 		digest := sha256.Sum256(msg)
-		ok = rsa.VerifyPSS(pub, crypto.SHA256, digest[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}) == nil
+		ok = verifyPSS(owner, digest[:], sig)
 	case TypeEd25519:
 		ok = ed25519.Verify(owner, msg, sig)
 	case TypeSolana:
