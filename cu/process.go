@@ -173,12 +173,7 @@ func (s *Server) loadInfo(ctx context.Context, pid string) (*procInfo, error) {
 	if info.computeLimit, err = limit("Compute-Limit", s.cfg.MaxCompute, jsParseInt); err != nil {
 		return nil, err
 	}
-	var exts []string
-	for _, t := range mtx.Tags {
-		if t.Name == "Extension" {
-			exts = append(exts, t.Value)
-		}
-	}
+	exts := moduleExtensions(format, mtx.Tags)
 	if info.crons, err = parseCrons(pj.Tags); err != nil {
 		return nil, httpErr(http.StatusUnprocessableEntity, "%v", err)
 	}
@@ -660,6 +655,23 @@ func (s *Server) handle(ctx context.Context, p *proc, doc obj) (evalResult, erro
 	p.dirty++
 	p.pos.Evaluated++
 	return mapResult(r), nil
+}
+
+// moduleExtensions returns the extensions a module runs with: its Extension
+// tags, and WeaveDrive for the wasm64 format, to which the reference always
+// attaches the drive (units.md §5.3; what the process may read is still up
+// to the admissibility rule).
+func moduleExtensions(format string, tags []su.TagJSON) []string {
+	var exts []string
+	for _, t := range tags {
+		if t.Name == "Extension" {
+			exts = append(exts, t.Value)
+		}
+	}
+	if format == wasm.FormatWasm64 && !slices.Contains(exts, wasm.ExtensionWeaveDrive) {
+		exts = append(exts, wasm.ExtensionWeaveDrive)
+	}
+	return exts
 }
 
 // mapResult turns a loader result into the reference /result JSON.

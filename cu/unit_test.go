@@ -155,3 +155,23 @@ func TestOutputIsOOM(t *testing.T) {
 		t.Fatalf("OOM output mapped to an error: %s", r.json)
 	}
 }
+
+func TestModuleExtensions(t *testing.T) {
+	wd := []su.TagJSON{{Name: "Extension", Value: "WeaveDrive"}}
+	for _, c := range []struct {
+		format string
+		tags   []su.TagJSON
+		want   string
+	}{
+		{wasm.FormatEmscripten4, nil, ""},
+		{wasm.FormatEmscripten4, wd, "WeaveDrive"},
+		{wasm.FormatWasm64, nil, "WeaveDrive"}, // always, as the reference
+		{wasm.FormatWasm64, wd, "WeaveDrive"},
+		{wasm.FormatWasm64Metering, nil, ""}, // only the exact wasm64 format
+		{wasm.FormatEmscripten4, []su.TagJSON{{Name: "Extension", Value: "Other"}}, "Other"},
+	} {
+		if got := strings.Join(moduleExtensions(c.format, c.tags), ","); got != c.want {
+			t.Errorf("moduleExtensions(%s, %v) = %q, want %q", c.format, c.tags, got, c.want)
+		}
+	}
+}
