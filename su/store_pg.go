@@ -75,6 +75,25 @@ func (p *pgPool) exec(ctx context.Context, q string, args ...any) error {
 	return err
 }
 
+// execBatch sends the statements and their commit in one round trip: a pgx
+// batch runs as one implicit transaction, committed at its Sync, and Close
+// returns only after the server has answered that Sync, that is after the
+// commit (with synchronous_commit on, after its WAL flush). Any error rolls
+// the whole batch back.
+func (p *pgPool) execBatch(ctx context.Context, stmts []statement) error {
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	for _, st := range stmts {
+		b.Queue(st.q, st.args...)
+	}
+	err = c.SendBatch(ctx, b).Close()
+	p.release(c, err)
+	return err
+}
+
 func (p *pgPool) query(ctx context.Context, q string, args ...any) (rows, error) {
 	c, err := p.acquire(ctx)
 	if err != nil {

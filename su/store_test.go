@@ -43,6 +43,15 @@ func TestStore(t *testing.T) {
 			Outbox: []OutboxItem{{ItemID: "never", Item: []byte("n")}}}); err == nil {
 			t.Fatal("duplicate nonce committed")
 		}
+		// Also when the failing statement comes after others that succeeded (on
+		// PostgreSQL the statements go as one pipelined implicit transaction).
+		if err := st.Commit(ctx, &Batch{Processes: []*ProcessRecord{{ID: "p3", Item: []byte("p3"), Timestamp: 1, BlockHeight: "000000000007"}},
+			Slots: []*SlotRecord{slotRec("p1", 2, 30, "dup2", nil)}, Outbox: []OutboxItem{{ItemID: "never2", Item: []byte("n")}}}); err == nil {
+			t.Fatal("duplicate nonce committed")
+		}
+		if _, err := st.Process(ctx, "p3"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("process of a failed batch: %v", err)
+		}
 
 		st = reopen() // everything below reads what a restarted SU would see
 		got, err := st.Process(ctx, "p1")

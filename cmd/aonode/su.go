@@ -104,15 +104,19 @@ var benchCmd = &command{
 	subs: []*command{{
 		name:    "su",
 		summary: "Scheduler Unit throughput: raw signing vs assignments per second",
-		help: `Prints, for each SU wallet kind and store: the wallet's raw sequential signing rate,
-assignments per second for one process, and for N processes (scheduled concurrently;
-clients sign with Ed25519, the SU verifies, signs, group-commits and publishes to a
-discarding permanent store; no HTTP). PostgreSQL rows are skipped when --postgres is
+		help: `Prints, for each SU wallet kind and store: the wallet's raw signing rate (sequential, and on
+as many goroutines as cores: what the hardware allows), then assignments per second for one
+process and for N processes (exactly N, scheduled concurrently by 4N clients), with the
+percentages of the raw rate and of cores × raw rate. The incoming messages are signed
+beforehand by a --clients wallet (default arweave: RSA-4096, as aoconnect users and MUs
+sign) and the SU verifies each, signs its assignment, group-commits and publishes to a
+discarding permanent store; no HTTP. PostgreSQL rows are skipped when --postgres is
 unreachable.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			d := fs.Duration("duration", 2*time.Second, "measuring time per row")
 			n := fs.Int("processes", 64, "processes in the many-process row")
 			wallets := fs.String("wallets", "arweave,ed25519", "SU wallet kinds")
+			clients := fs.String("clients", "arweave", "wallet kind that signs the incoming messages (arweave or ed25519)")
 			stores := fs.String("stores", "sqlite,postgres", "stores")
 			pg := fs.String("postgres", "postgres://postgres@127.0.0.1:5432/test", "PostgreSQL `URL` (a scratch schema is created and dropped)")
 			return func(ctx context.Context, args []string) error {
@@ -120,7 +124,7 @@ unreachable.`,
 					return err
 				}
 				_, err := su.RunBench(ctx, su.BenchConfig{
-					Duration: *d, Processes: *n, Wallets: strings.Split(*wallets, ","), Stores: strings.Split(*stores, ","),
+					Duration: *d, Processes: *n, Wallets: strings.Split(*wallets, ","), Clients: *clients, Stores: strings.Split(*stores, ","),
 					PostgresURL: *pg, Log: stderr,
 				}, stdout)
 				return err
