@@ -225,7 +225,11 @@ var imports = map[string]hostFn{
 	// glue's gas.use(n), then "out of gas!" once used > limit, before the
 	// metered code runs. The costs are small positive constants, so the JS
 	// number arithmetic of the reference is exact here.
-	"usegas": either(fixed(1, r0, useGas), exact("j", "", useGas)),
+	"usegas": either(fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
+		useGas(vmFrom(ctx), uint64(int64(s32(stack[0])))) // the JS glue reads an i32 as signed
+	}), exact("j", "", func(ctx context.Context, _ api.Module, stack []uint64) {
+		useGas(vmFrom(ctx), stack[0])
+	})),
 	"getTempRet0": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = ret(vmFrom(ctx).tempRet)
 	}),
@@ -234,10 +238,10 @@ var imports = map[string]hostFn{
 	}),
 }
 
-func useGas(ctx context.Context, _ api.Module, stack []uint64) {
-	v := vmFrom(ctx)
-	v.gasUsed += stack[0] // zero-extended i32, or i64
-	if v.gasUsed > v.gasLimit {
+// useGas is gas.use(n) of the glue, as meter.InlineGas also does it in wasm.
+func useGas(v *vm, n uint64) {
+	v.gasUsed += n
+	if int64(v.gasUsed) > int64(v.gasLimit) {
 		panic(errOutOfGas)
 	}
 }
