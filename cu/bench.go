@@ -2,6 +2,7 @@ package cu
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,6 +26,10 @@ type BenchConfig struct {
 	WasmPath string // an aos module
 	Format   string // its Module-Format
 	Messages int    // Ping messages per measurement (default 1000)
+	// Rounds is how many times each row is measured (default 3), the rows
+	// taking turns; the table gives the median and the range, as one run on
+	// a shared or virtual machine can be off by a fifth.
+	Rounds   int
 	CacheDir string // wazero compilation cache
 	// NodeDir is a directory with interop/loader.js and @permaweb/ao-loader
 	// installed; "" (or no node) leaves out the reference rows.
@@ -39,109 +45,155 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 	if cfg.Messages <= 0 {
 		cfg.Messages = 1000
 	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 3
+	}
 	bin, err := os.ReadFile(cfg.WasmPath)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "measurement (%s, %d Ping messages)\tresult\n", filepath.Base(cfg.WasmPath), cfg.Messages)
-	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\n", name, value) }
-
 	msgs := benchMessages(cfg.Messages)
-	var image []byte
-	for _, uninterruptible := range []bool{false, true} {
-		m, err := wasm.Compile(ctx, bin, wasm.Options{Format: cfg.Format, CacheDir: cfg.CacheDir, Uninterruptible: uninterruptible})
-		if err != nil {
+	var mods [2]*wasm.Module // deadline checks on, off
+	for i := range mods {
+		if mods[i], err = wasm.Compile(ctx, bin, wasm.Options{Format: cfg.Format, CacheDir: cfg.CacheDir, Uninterruptible: i == 1}); err != nil {
 			return err
 		}
-		in, err := m.Instantiate(ctx, wasm.Config{MemoryLimit: 1 << 30})
-		if err != nil {
-			return err
-		}
-		replayStart := time.Now()
-		for _, msg := range msgs[:2] { // boot, then the Ping handler
-			if _, err := handleOK(ctx, in, msg); err != nil {
-				return err
-			}
-		}
-		start := time.Now()
-		for _, msg := range msgs[2:] {
-			if _, err := handleOK(ctx, in, msg); err != nil {
-				return err
-			}
-		}
-		el := time.Since(start)
-		name := "aonode, live instance, deadline checks on"
-		if uninterruptible {
-			name = "aonode, live instance, no deadline checks"
-		}
-		row(name, fmt.Sprintf("%.0f msg/s", float64(cfg.Messages)/el.Seconds()))
-		if !uninterruptible {
-			replay := time.Since(replayStart)
-			row("aonode, full replay from boot", fmt.Sprintf("%.0f msg/s (%d messages in %v)", float64(len(msgs))/replay.Seconds(), len(msgs), replay.Round(time.Millisecond)))
-			// A cold restore is of an evicted process: close the live one first.
-			if image, err = in.Snapshot(); err != nil {
-				return err
-			}
-			in.Close(ctx)
-			restore, err := benchRestore(ctx, m, image)
+		defer mods[i].Close(ctx)
+	}
+	var warm [2]samples
+	var replay samples
+	var restores []restoreTimes
+	for range cfg.Rounds {
+		for i, m := range mods {
+			in, err := m.Instantiate(ctx, wasm.Config{MemoryLimit: 1 << 30})
 			if err != nil {
 				return err
 			}
-			row("aonode, cold restore of a checkpoint", restore)
+			replayStart := time.Now()
+			for _, msg := range msgs[:2] { // boot, then the Ping handler
+				if _, err := handleOK(ctx, in, msg); err != nil {
+					return err
+				}
+			}
+			start := time.Now()
+			for _, msg := range msgs[2:] {
+				if _, err := handleOK(ctx, in, msg); err != nil {
+					return err
+				}
+			}
+			warm[i] = append(warm[i], float64(cfg.Messages)/time.Since(start).Seconds())
+			if i == 1 {
+				in.Close(ctx)
+				continue
+			}
+			replay = append(replay, float64(len(msgs))/time.Since(replayStart).Seconds())
+			// A cold restore is of an evicted process: close the live one first.
+			image, err := in.Snapshot()
+			in.Close(ctx)
+			if err != nil {
+				return err
+			}
+			rt, err := benchRestore(ctx, m, image)
+			if err != nil {
+				return err
+			}
+			restores = append(restores, rt)
 		}
-		in.Close(ctx)
-		m.Close(ctx)
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "measurement (%s, %d Ping messages, median of %d)\tresult\n", filepath.Base(cfg.WasmPath), cfg.Messages, cfg.Rounds)
+	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\n", name, value) }
+	row("aonode, live instance, deadline checks on", warm[0].rate())
+	row("aonode, live instance, no deadline checks", warm[1].rate())
+	row("aonode, full replay from boot", replay.rate()+fmt.Sprintf(" (%d messages)", len(msgs)))
+	slices.SortFunc(restores, func(a, b restoreTimes) int { return cmp.Compare(a.total(), b.total()) })
+	r := restores[len(restores)/2]
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	row("aonode, cold restore of a checkpoint", fmt.Sprintf("%d ms (%d–%d; %.0f MiB memory: read %d ms, verify %d ms, instantiate %d ms)",
+		ms(r.total()), ms(restores[0].total()), ms(restores[len(restores)-1].total()), float64(r.size)/(1<<20), ms(r.read), ms(r.verify), ms(r.instantiate)))
 	if cfg.NodeDir == "" {
 		return tw.Flush()
 	}
-	for _, mode := range []struct{ arg, name string }{
+	modes := []struct{ arg, name string }{
 		{"bench-reload", "node ao-loader, memory in and out per message (reference CU default)"},
 		{"bench", "node ao-loader, live instance"},
-	} {
-		v, err := nodeBench(ctx, cfg, mode.arg)
-		if err != nil {
-			row(mode.name, "not measured: "+err.Error())
+	}
+	node := make([]samples, len(modes))
+	errs := make([]error, len(modes))
+	for range cfg.Rounds {
+		for i, mode := range modes {
+			if errs[i] != nil {
+				continue
+			}
+			v, err := nodeBench(ctx, cfg, mode.arg)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			node[i] = append(node[i], v)
+		}
+	}
+	for i, mode := range modes {
+		if errs[i] != nil {
+			row(mode.name, "not measured: "+errs[i].Error())
 			continue
 		}
-		row(mode.name, fmt.Sprintf("%.0f msg/s", v))
+		row(mode.name, node[i].rate())
 	}
 	return tw.Flush()
 }
 
+// samples are one row's measurements in messages per second.
+type samples []float64
+
+// rate formats the median and, with more than one sample, the range.
+func (s samples) rate() string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if len(s) == 1 {
+		return fmt.Sprintf("%.0f msg/s", s[0])
+	}
+	return fmt.Sprintf("%.0f msg/s (%.0f–%.0f)", s[len(s)/2], s[0], s[len(s)-1])
+}
+
+// restoreTimes are the phases of one cold restore.
+type restoreTimes struct {
+	read, verify, instantiate time.Duration
+	size                      int
+}
+
+func (r restoreTimes) total() time.Duration { return r.read + r.verify + r.instantiate }
+
 // benchRestore writes a checkpoint file and times reading, verifying and
 // instantiating it, as the CU does for an evicted process.
-func benchRestore(ctx context.Context, m *wasm.Module, image []byte) (string, error) {
+func benchRestore(ctx context.Context, m *wasm.Module, image []byte) (restoreTimes, error) {
 	dir, err := os.MkdirTemp("", "aonode-bench")
 	if err != nil {
-		return "", err
+		return restoreTimes{}, err
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "checkpoint")
 	want := sha256.Sum256(image)
 	if err := writeMemoryFile(path, image); err != nil {
-		return "", err
+		return restoreTimes{}, err
 	}
 	start := time.Now()
 	mem, err := readMemoryFile(path, len(image))
 	if err != nil {
-		return "", err
+		return restoreTimes{}, err
 	}
 	t1 := time.Now()
 	if sha256.Sum256(mem) != want {
-		return "", errors.New("checkpoint changed")
+		return restoreTimes{}, errors.New("checkpoint changed")
 	}
 	t2 := time.Now()
 	in, err := m.RestoreOwned(ctx, wasm.Config{MemoryLimit: 1 << 30}, mem)
 	if err != nil {
-		return "", err
+		return restoreTimes{}, err
 	}
 	end := time.Now()
 	in.Close(ctx)
-	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	return fmt.Sprintf("%d ms (%.0f MiB memory: read %d ms, verify %d ms, instantiate %d ms)",
-		ms(end.Sub(start)), float64(len(image))/(1<<20), ms(t1.Sub(start)), ms(t2.Sub(t1)), ms(end.Sub(t2))), nil
+	return restoreTimes{read: t1.Sub(start), verify: t2.Sub(t1), instantiate: end.Sub(t2), size: len(image)}, nil
 }
 
 func handleOK(ctx context.Context, in *wasm.Instance, msg [2][]byte) (*wasm.Result, error) {

