@@ -150,16 +150,17 @@ func (s *Server) localCheckpoint(ctx context.Context, pid string) (checkpointSta
 // restore loads the file checkpoint st of p into a new instance; ok is
 // false when it is unusable (then the caller tries the next tier).
 func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config, st checkpointState) (*wasm.Instance, position, bool) {
-	mem, err := readMemoryFile(s.checkpointPath(st.sha), st.Size)
+	im, sum, err := readMemoryFile(s.checkpointPath(st.sha), st.Size)
 	if err != nil {
 		s.log.Warn("checkpoint unreadable", "process", p.info.pid, "err", err)
 		return nil, position{}, false
 	}
-	if sum := sha256.Sum256(mem); hex.EncodeToString(sum[:]) != st.sha {
+	if hex.EncodeToString(sum[:]) != st.sha {
+		im.Free()
 		s.log.Warn("checkpoint hash mismatch", "process", p.info.pid)
 		return nil, position{}, false
 	}
-	inst, err := p.info.module.RestoreOwned(ctx, cfg, mem)
+	inst, err := p.info.module.RestoreImage(ctx, cfg, im)
 	if err != nil {
 		s.log.Warn("checkpoint restore failed", "process", p.info.pid, "err", err)
 		return nil, position{}, false

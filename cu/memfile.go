@@ -3,6 +3,7 @@ package cu
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+
+	"github.com/aonode/aonode/cu/wasm"
 )
 
 // Local checkpoint files hold a linear memory sparsely: WASM memories are
@@ -79,25 +82,41 @@ func writeMemoryFile(path string, mem []byte) error {
 
 // readMemoryFile reads a memory written by writeMemoryFile, which must be
 // size bytes long (the size is recorded with the checkpoint, so a damaged file
-// cannot make us allocate more).
-func readMemoryFile(path string, size int) ([]byte, error) {
+// cannot make us allocate more), into a new wasm.Image, and returns its
+// SHA-256. The caller owns the image.
+func readMemoryFile(path string, size int) (*wasm.Image, [32]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, [32]byte{}, err
 	}
-	return decodeMemory(b, size)
+	im, err := wasm.NewImage(size)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	sum, err := decodeMemory(b, im.Bytes())
+	if err != nil {
+		im.Free()
+		return nil, [32]byte{}, err
+	}
+	return im, sum, nil
 }
 
-func decodeMemory(b []byte, want int) ([]byte, error) {
-	bad := func(msg string) ([]byte, error) { return nil, fmt.Errorf("cu: checkpoint file: %s", msg) }
+// zeroPage stands in for the zero pages of a memory being hashed, so that
+// hashing does not touch (and fault in) the pages decoding left alone.
+var zeroPage = make([]byte, memPage)
+
+// decodeMemory decodes a memory file b into mem, which must be zero and as
+// long as the memory, and returns the memory's SHA-256.
+func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
+	bad := func(msg string) ([32]byte, error) { return [32]byte{}, fmt.Errorf("cu: checkpoint file: %s", msg) }
 	if len(b) < len(memMagic)+8 || string(b[:len(memMagic)]) != memMagic {
 		return bad("not a memory file")
 	}
 	b = b[len(memMagic):]
 	size := binary.LittleEndian.Uint64(b)
 	b = b[8:]
-	if size != uint64(want) {
-		return bad(fmt.Sprintf("memory is %d bytes, the checkpoint says %d", size, want))
+	if size != uint64(len(mem)) {
+		return bad(fmt.Sprintf("memory is %d bytes, the checkpoint says %d", size, len(mem)))
 	}
 	pages := int((size + memPage - 1) / memPage)
 	if len(b) < (pages+7)/8+4 {
@@ -126,7 +145,6 @@ func decodeMemory(b []byte, want int) ([]byte, error) {
 	if len(b) != 0 {
 		return bad("trailing bytes")
 	}
-	mem := make([]byte, size)
 	errs := make([]error, n)
 	parallel(n, func(c int) {
 		zr := flate.NewReader(bytes.NewReader(chunks[c]))
@@ -141,9 +159,17 @@ func decodeMemory(b []byte, want int) ([]byte, error) {
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return [32]byte{}, err
 	}
-	return mem, nil
+	h := sha256.New()
+	for p := range pages {
+		pg := page(mem, p)
+		if bitmap[p/8]&(1<<(p%8)) == 0 {
+			pg = zeroPage[:len(pg)]
+		}
+		h.Write(pg)
+	}
+	return [32]byte(h.Sum(nil)), nil
 }
 
 func page(mem []byte, p int) []byte { return mem[p*memPage : min((p+1)*memPage, len(mem))] }

@@ -2,6 +2,7 @@ package cu
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -40,14 +41,18 @@ func TestMemoryFileRoundTrip(t *testing.T) {
 			if err := writeMemoryFile(path, mem); err != nil {
 				t.Fatal(err)
 			}
-			got, err := readMemoryFile(path, len(mem))
+			im, sum, err := readMemoryFile(path, len(mem))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, mem) {
+			defer im.Free()
+			if !bytes.Equal(im.Bytes(), mem) {
 				t.Fatal("memory changed")
 			}
-			if _, err := readMemoryFile(path, len(mem)+1); err == nil {
+			if sum != sha256.Sum256(mem) {
+				t.Fatal("wrong SHA-256")
+			}
+			if _, _, err := readMemoryFile(path, len(mem)+1); err == nil {
 				t.Fatal("wrong size accepted")
 			}
 		})
@@ -63,7 +68,7 @@ func FuzzDecodeMemory(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(memMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		decodeMemory(b, len(mem)) // must not panic
+		decodeMemory(b, make([]byte, len(mem))) // must not panic
 	})
 }
 

@@ -77,7 +77,7 @@ type Instance struct {
 	// when it gets long, which bounds the replay time.
 	base        []byte
 	baseNow     float64
-	img         *imageBuf // holds base unless base came from RestoreOwned
+	img         *imageBuf // holds base, unless base came from Restore or RestoreOwned
 	journal     []entry
 	journalSize int
 	journalCost time.Duration
@@ -137,13 +137,13 @@ func vmFrom(ctx context.Context) *vm { return ctx.Value(vmKey{}).(*vm) }
 // Instantiate starts a new process instance with fresh memory. For the
 // emscripten2/3 formats this runs main() (booting Lua) as the reference does.
 func (m *Module) Instantiate(ctx context.Context, cfg Config) (*Instance, error) {
-	return m.start(ctx, cfg, nil)
+	return m.start(ctx, cfg, nil, nil)
 }
 
 // Restore starts an instance from a memory image taken by Snapshot (or a
 // reference CU checkpoint: the same bytes). The image is copied.
 func (m *Module) Restore(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
-	return m.start(ctx, cfg, bytes.Clone(image))
+	return m.start(ctx, cfg, bytes.Clone(image), nil)
 }
 
 // RestoreOwned is Restore without the copy: the instance takes image over
@@ -151,15 +151,20 @@ func (m *Module) Restore(ctx context.Context, cfg Config, image []byte) (*Instan
 // restored aos image is 100 MB or more, so the copy is a good part of a cold
 // start.
 func (m *Module) RestoreOwned(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
-	return m.start(ctx, cfg, image)
+	return m.start(ctx, cfg, image, nil)
 }
 
-func (m *Module) start(ctx context.Context, cfg Config, image []byte) (*Instance, error) {
+// start instantiates with image (nil: fresh memory) as the memory and the
+// rollback base; img, if not nil, is the buffer holding image.
+func (m *Module) start(ctx context.Context, cfg Config, image []byte, img *imageBuf) (*Instance, error) {
 	if !m.enter() {
 		return nil, errClosed
 	}
 	defer m.leave()
-	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000, img: &imageBuf{}}
+	if img == nil {
+		img = &imageBuf{}
+	}
+	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000, img: img}
 	v, err := m.newVM(ctx, cfg, image, in.baseNow)
 	if err != nil {
 		return nil, err

@@ -9,9 +9,16 @@ func newMemory(uint64) experimental.LinearMemory { return &sliceMemory{} }
 // imageBuf holds a copy of a linear memory, reused by every copy.
 type imageBuf struct{ buf []byte }
 
-func (b *imageBuf) set(src []byte, _ uint64) []byte {
-	b.buf = append(b.buf[:0], src...)
-	return b.buf
+func (b *imageBuf) grow(n, _ uint64) {
+	if n > uint64(len(b.buf)) {
+		b.buf = make([]byte, n)
+	}
+}
+
+func (b *imageBuf) set(src []byte, limit uint64) []byte {
+	b.grow(uint64(len(src)), limit)
+	n := copy(b.buf, src)
+	return b.buf[:n:n]
 }
 
 func (b *imageBuf) free() { b.buf = nil }

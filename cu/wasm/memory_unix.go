@@ -85,21 +85,28 @@ type imageBuf struct {
 	mapped  bool
 }
 
-// set copies src into the buffer and returns the copy, valid until the next
-// set or free. limit is the largest image the buffer will be asked to hold
-// (the instance's memory limit): it is reserved at once, as untouched pages
-// cost nothing and the buffer then never moves.
-func (b *imageBuf) set(src []byte, limit uint64) []byte {
-	if len(src) > len(b.buf) {
-		b.free()
-		if buf, err := reserve(max(uint64(len(src)), limit), syscall.PROT_READ|syscall.PROT_WRITE); err == nil {
-			b.buf, b.mapped = buf, true
-			// An instance dropped without Close must not leak the mapping.
-			b.cleanup = runtime.AddCleanup(b, func(buf []byte) { syscall.Munmap(buf) }, buf)
-		} else {
-			b.buf = make([]byte, len(src))
-		}
+// grow makes the buffer hold at least n bytes, zero where it is new. limit
+// is the largest image the buffer will be asked to hold (the instance's
+// memory limit): it is reserved at once, as untouched pages cost nothing
+// and the buffer then never moves.
+func (b *imageBuf) grow(n, limit uint64) {
+	if n <= uint64(len(b.buf)) {
+		return
 	}
+	b.free()
+	if buf, err := reserve(max(n, limit), syscall.PROT_READ|syscall.PROT_WRITE); err == nil {
+		b.buf, b.mapped = buf, true
+		// An instance dropped without Close must not leak the mapping.
+		b.cleanup = runtime.AddCleanup(b, func(buf []byte) { syscall.Munmap(buf) }, buf)
+	} else {
+		b.buf = make([]byte, n)
+	}
+}
+
+// set copies src into the buffer and returns the copy, valid until the next
+// set or free.
+func (b *imageBuf) set(src []byte, limit uint64) []byte {
+	b.grow(uint64(len(src)), limit)
 	n := copy(b.buf, src)
 	return b.buf[:n:n]
 }

@@ -1,0 +1,66 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"testing"
+)
+
+// TestRestoreImage restores a snapshot through an Image: the instance
+// continues exactly as one restored from the bytes, keeps the image as its
+// rollback base (later bases reuse it), and rolls back onto it.
+func TestRestoreImage(t *testing.T) {
+	ctx := context.Background()
+	m := aos(t)
+	env := testEnv(t)
+	s := &script{t: t}
+	a, err := m.Instantiate(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustHandle(t, a, s.boot(), env)
+	mustHandle(t, a, s.eval(`X = 41`), env)
+	img := snapshot(t, a)
+	a.Close(ctx)
+
+	im, err := NewImage(len(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !allZero(im.Bytes()) || len(im.Bytes()) != len(img) {
+		t.Fatal("a new image is not zero and of its size")
+	}
+	copy(im.Bytes(), img)
+	buf := &im.Bytes()[0]
+	b, err := m.RestoreImage(ctx, Config{}, im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	c, err := m.Restore(ctx, Config{}, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	next := s.eval(`X = X + 1; return "X=" .. X`)
+	rb, rc := mustHandle(t, b, next, env), mustHandle(t, c, next, env)
+	if !bytes.Contains(rb.Output, []byte("X=42")) || !bytes.Equal(rb.Output, rc.Output) {
+		t.Fatalf("after RestoreImage: %s; after Restore: %s", rb.Output, rc.Output)
+	}
+	if !bytes.Equal(memory(t, b), memory(t, c)) {
+		t.Fatal("memories differ between RestoreImage and Restore")
+	}
+	if r := mustHandle(t, b, s.eval(`X = 0; error("boom")`), env); !r.Failed() {
+		t.Fatal("did not fail")
+	}
+	b.rebase(b.vm)
+	if &b.base[0] != buf {
+		t.Error("the rollback base left the restored image")
+	}
+	if r := mustHandle(t, b, s.eval(`return "X=" .. X`), env); !bytes.Contains(r.Output, []byte("X=42")) {
+		t.Fatalf("after a rollback: %s", r.Output)
+	}
+	if _, err := NewImage(-1); err == nil {
+		t.Error("negative image size accepted")
+	}
+}
