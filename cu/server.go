@@ -467,9 +467,10 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 		memAge = s.cfg.DryRunMaxAge
 	}
 	var (
-		mem       []byte
+		inst      *wasm.Instance
 		ts, hgt   int64
 		memoryAge = time.Now()
+		cfg       = p.mem0Config(s)
 	)
 	if o.To == "" {
 		p.mu.Lock()
@@ -481,7 +482,7 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 				return nil, chainErr(err)
 			}
 		}
-		mem, err = p.inst.Snapshot()
+		inst, err = p.info.module.Fork(ctx, cfg, p.inst)
 		ts, hgt, memoryAge = p.pos.Timestamp, p.pos.Height, p.syncedAt
 		p.mu.Unlock()
 		s.enforceBudget(ctx)
@@ -495,22 +496,21 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 		if !ok {
 			return nil, fmt.Errorf("cu: message %s has no Timestamp", o.To)
 		}
-		var pos position
-		mem, pos, err = s.stateAt(ctx, p, toMS)
+		mem, pos, serr := s.stateAt(ctx, p, toMS)
+		if serr != nil {
+			return nil, serr
+		}
 		ts, hgt = pos.Timestamp, pos.Height
+		inst, err = p.info.module.Restore(ctx, cfg, mem)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cu: dry-run instance: %w", err)
 	}
+	defer inst.Close(context.WithoutCancel(ctx))
 	doc, err := dryRunDoc(fields, pid, ts, hgt)
 	if err != nil {
 		return nil, httpErr(http.StatusBadRequest, "%v", err)
 	}
-	inst, err := p.info.module.Restore(ctx, p.mem0Config(s), mem)
-	if err != nil {
-		return nil, fmt.Errorf("cu: dry-run restore: %w", err)
-	}
-	defer inst.Close(context.WithoutCancel(ctx))
 	dp := &proc{info: p.info, inst: inst, side: true}
 	res, err := s.handle(ctx, dp, doc)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/aonode/aonode/internal/interop"
 )
 
 // TestRestoreImage restores a snapshot through an Image: the instance
@@ -62,5 +64,65 @@ func TestRestoreImage(t *testing.T) {
 	}
 	if _, err := NewImage(-1); err == nil {
 		t.Error("negative image size accepted")
+	}
+}
+
+// TestFork: a forked instance evaluates like one restored from the source's
+// snapshot, leaves the source alone, and closes when a message fails.
+func TestFork(t *testing.T) {
+	ctx := context.Background()
+	m := aos(t)
+	env := testEnv(t)
+	s := &script{t: t}
+	src, err := m.Instantiate(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	mustHandle(t, src, s.boot(), env)
+	mustHandle(t, src, s.eval(`X = 7`), env)
+	before := memory(t, src)
+
+	f, err := m.Fork(ctx, Config{}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Restore(ctx, Config{}, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	if !bytes.Equal(memory(t, f), memory(t, r)) {
+		t.Fatal("a fork's memory differs from a restore of the source's memory")
+	}
+	next := s.eval(`X = X * 6; return "X=" .. X`)
+	rf, rr := mustHandle(t, f, next, env), mustHandle(t, r, next, env)
+	if !bytes.Contains(rf.Output, []byte("X=42")) || !bytes.Equal(rf.Output, rr.Output) || !bytes.Equal(memory(t, f), memory(t, r)) {
+		t.Fatalf("fork: %s; restore: %s", rf.Output, rr.Output)
+	}
+	if !bytes.Equal(memory(t, src), before) {
+		t.Fatal("evaluating on the fork changed the source")
+	}
+	if res := mustHandle(t, f, s.eval(`error("boom")`), env); !res.Failed() {
+		t.Fatal("did not fail")
+	}
+	if _, err := f.Handle(ctx, s.eval(`return 1`), env); err == nil {
+		t.Fatal("a fork went on after a failed message")
+	}
+	if err := f.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	other, err := Compile(ctx, interop.WaoModule(t, aosFile), Options{Format: FormatEmscripten4, Uninterruptible: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Fork(ctx, Config{}, src); err == nil {
+		t.Fatal("fork across modules accepted")
+	}
+	src.Close(ctx)
+	if _, err := m.Fork(ctx, Config{}, src); err == nil {
+		t.Fatal("fork of a closed instance accepted")
 	}
 }

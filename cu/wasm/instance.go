@@ -78,6 +78,7 @@ type Instance struct {
 	base        []byte
 	baseNow     float64
 	img         *imageBuf // holds base, unless base came from Restore or RestoreOwned
+	fork        bool      // made by Fork: no base, no journal
 	journal     []entry
 	journalSize int
 	journalCost time.Duration
@@ -154,6 +155,37 @@ func (m *Module) RestoreOwned(ctx context.Context, cfg Config, image []byte) (*I
 	return m.start(ctx, cfg, image, nil)
 }
 
+// startNow is where a new instance's Date.now counter starts, as the glue's.
+const startNow = 10000
+
+// Fork starts an instance holding a copy of from's current memory: what
+// Restore of from's Snapshot gives, with one copy of the memory instead of
+// three. It is for evaluating messages on the side (dry-runs), so it keeps no
+// rollback base: a message that fails, or is not evaluated, closes it
+// (returning its Result or error as Handle does). from must be an instance of
+// m; it is locked while its memory is copied.
+func (m *Module) Fork(ctx context.Context, cfg Config, from *Instance) (*Instance, error) {
+	if from.m != m {
+		return nil, errors.New("wasm: fork of an instance of another module")
+	}
+	from.mu.Lock()
+	defer from.mu.Unlock()
+	if from.closed {
+		return nil, errors.New("wasm: instance is closed")
+	}
+	if !m.enter() {
+		return nil, errClosed
+	}
+	defer m.leave()
+	mem := from.vm.mod.Memory()
+	b, _ := mem.Read(0, mem.Size())
+	v, err := m.newVM(ctx, cfg, b, startNow)
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{m: m, cfg: cfg, vm: v, img: &imageBuf{}, fork: true}, nil
+}
+
 // start instantiates with image (nil: fresh memory) as the memory and the
 // rollback base; img, if not nil, is the buffer holding image.
 func (m *Module) start(ctx context.Context, cfg Config, image []byte, img *imageBuf) (*Instance, error) {
@@ -164,7 +196,7 @@ func (m *Module) start(ctx context.Context, cfg Config, image []byte, img *image
 	if img == nil {
 		img = &imageBuf{}
 	}
-	in := &Instance{m: m, cfg: cfg, base: image, baseNow: 10000, img: img}
+	in := &Instance{m: m, cfg: cfg, base: image, baseNow: startNow, img: img}
 	v, err := m.newVM(ctx, cfg, image, in.baseNow)
 	if err != nil {
 		return nil, err
@@ -563,19 +595,26 @@ func (in *Instance) Handle(ctx context.Context, msg, env []byte) (*Result, error
 	in.vm.record = &drive
 	r, err := in.vm.evaluate(ctx, msg, env)
 	in.vm.record = nil
-	if err == nil && !r.Failed() {
-		if in.cfg.Revert != nil && in.cfg.Revert(r) {
-			if rerr := in.revert(ctx); rerr != nil {
-				in.closed = true
-				return nil, fmt.Errorf("wasm: revert: %w", rerr)
-			}
-			return r, nil
+	ok := err == nil && !r.Failed()
+	revert := ok && in.cfg.Revert != nil && in.cfg.Revert(r)
+	switch {
+	case in.fork:
+		if !ok || revert {
+			in.shut(ctx) // no base to go back to
 		}
+		return r, err
+	case revert:
+		if rerr := in.revert(ctx); rerr != nil {
+			in.shut(ctx)
+			return nil, fmt.Errorf("wasm: revert: %w", rerr)
+		}
+		return r, nil
+	case ok:
 		in.record(msg, env, drive, time.Since(start))
 		return r, nil
 	}
 	if rerr := in.rollback(ctx); rerr != nil {
-		in.closed = true
+		in.shut(ctx)
 		return nil, fmt.Errorf("wasm: rollback after failed message: %w", rerr)
 	}
 	return r, err
@@ -713,8 +752,13 @@ func (in *Instance) Close(ctx context.Context) error {
 	if in.closed {
 		return nil
 	}
+	return in.shut(ctx)
+}
+
+// shut closes the instance (in.mu held).
+func (in *Instance) shut(ctx context.Context) error {
 	in.closed = true
-	err := in.vm.mod.Close(ctx)
+	err := in.vm.mod.Close(context.WithoutCancel(ctx))
 	in.base, in.journal = nil, nil
 	in.img.free()
 	return err
