@@ -190,7 +190,7 @@ func benchRestore(ctx context.Context, m *wasm.Module, image []byte) (restoreTim
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "checkpoint")
 	want := sha256.Sum256(image)
-	if err := writeMemoryFile(path, image); err != nil {
+	if err := writeMemoryFile(path, image, nil); err != nil {
 		return restoreTimes{}, err
 	}
 	start := time.Now()

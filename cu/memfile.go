@@ -32,12 +32,14 @@ const (
 )
 
 // writeMemoryFile writes mem to path atomically (temporary file, sync, rename).
-func writeMemoryFile(path string, mem []byte) error {
+// untouched, if not nil, marks 4 KiB pages of mem known to be zero, which are
+// then not read (wasm.Instance.View).
+func writeMemoryFile(path string, mem []byte, untouched []bool) error {
 	pages := (len(mem) + memPage - 1) / memPage
 	bitmap := make([]byte, (pages+7)/8)
 	var nonZero []int
 	for p := range pages {
-		if !allZero(page(mem, p)) {
+		if !zeroPage64(mem, p, untouched) {
 			bitmap[p/8] |= 1 << (p % 8)
 			nonZero = append(nonZero, p)
 		}
@@ -173,6 +175,39 @@ func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
 }
 
 func page(mem []byte, p int) []byte { return mem[p*memPage : min((p+1)*memPage, len(mem))] }
+
+// smallPage is the granularity of the untouched marks (wasm.Instance.View).
+const smallPage = 4096
+
+// zeroPage64 reports whether page p of mem is zero, reading none of its
+// small pages that untouched marks zero.
+func zeroPage64(mem []byte, p int, untouched []bool) bool {
+	pg := page(mem, p)
+	first := p * memPage / smallPage
+	for off := 0; off < len(pg); off += smallPage {
+		if untouched != nil && untouched[first+off/smallPage] {
+			continue
+		}
+		if !allZero(pg[off:min(off+smallPage, len(pg))]) {
+			return false
+		}
+	}
+	return true
+}
+
+// memorySum is the SHA-256 of mem, reading none of the small pages that
+// untouched (which may be nil) marks zero.
+func memorySum(mem []byte, untouched []bool) [32]byte {
+	h := sha256.New()
+	for i, off := 0, 0; off < len(mem); i, off = i+1, off+smallPage {
+		pg := mem[off:min(off+smallPage, len(mem))]
+		if untouched != nil && untouched[i] {
+			pg = zeroPage[:len(pg)]
+		}
+		h.Write(pg)
+	}
+	return [32]byte(h.Sum(nil))
+}
 
 func allZero(b []byte) bool {
 	for len(b) >= 8 {

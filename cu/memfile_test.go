@@ -38,7 +38,7 @@ func TestMemoryFileRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := tc.mem()
 			path := filepath.Join(t.TempDir(), "m")
-			if err := writeMemoryFile(path, mem); err != nil {
+			if err := writeMemoryFile(path, mem, nil); err != nil {
 				t.Fatal(err)
 			}
 			im, sum, err := readMemoryFile(path, len(mem))
@@ -63,7 +63,7 @@ func FuzzDecodeMemory(f *testing.F) {
 	path := filepath.Join(f.TempDir(), "m")
 	mem := make([]byte, 3*memPage)
 	mem[5], mem[2*memPage+9] = 1, 2
-	writeMemoryFile(path, mem)
+	writeMemoryFile(path, mem, nil)
 	b, _ := readFileBytes(path)
 	f.Add(b)
 	f.Add([]byte(memMagic))
@@ -73,3 +73,40 @@ func FuzzDecodeMemory(f *testing.F) {
 }
 
 func readFileBytes(path string) ([]byte, error) { return os.ReadFile(path) }
+
+// TestMemoryFileUntouched: pages marked untouched (wasm.Instance.View) are
+// taken as zero without being read, by the file and by the hash; to prove
+// they are not read, one such page holds a byte that must not show up.
+func TestMemoryFileUntouched(t *testing.T) {
+	const small = smallPage
+	mem := make([]byte, 2*memPage+3*small)
+	untouched := make([]bool, (len(mem)+small-1)/small)
+	for i := range untouched {
+		untouched[i] = true
+	}
+	mem[5] = 1 // page 0, small page 0: touched
+	untouched[0] = false
+	mem[memPage+3*small] = 2 // a small page of page 1 marked untouched: must not be read
+	mem[2*memPage+small+7] = 3
+	untouched[(2*memPage+small)/small] = false
+	want := bytes.Clone(mem)
+	want[memPage+3*small] = 0
+	if got := memorySum(mem, untouched); got != sha256.Sum256(want) {
+		t.Fatal("memorySum read an untouched page or missed a touched one")
+	}
+	if got := memorySum(want, nil); got != sha256.Sum256(want) {
+		t.Fatal("memorySum without marks differs from SHA-256")
+	}
+	path := filepath.Join(t.TempDir(), "m")
+	if err := writeMemoryFile(path, mem, untouched); err != nil {
+		t.Fatal(err)
+	}
+	im, sum, err := readMemoryFile(path, len(mem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Free()
+	if !bytes.Equal(im.Bytes(), want) || sum != sha256.Sum256(want) {
+		t.Fatal("the file holds what untouched marks zero, or lost a touched page")
+	}
+}

@@ -179,7 +179,7 @@ func (m *Module) Fork(ctx context.Context, cfg Config, from *Instance) (*Instanc
 	defer m.leave()
 	mem := from.vm.mod.Memory()
 	b, _ := mem.Read(0, mem.Size())
-	v, err := m.newVM(ctx, cfg, b, startNow)
+	v, err := m.newVM(ctx, cfg, b, true, startNow)
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +193,11 @@ func (m *Module) start(ctx context.Context, cfg Config, image []byte, img *image
 		return nil, errClosed
 	}
 	defer m.leave()
-	if img == nil {
-		img = &imageBuf{}
-	}
 	in := &Instance{m: m, cfg: cfg, base: image, baseNow: startNow, img: img}
-	v, err := m.newVM(ctx, cfg, image, in.baseNow)
+	if img == nil {
+		in.img = &imageBuf{}
+	}
+	v, err := m.newVM(ctx, cfg, image, img != nil, in.baseNow)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,9 @@ func (m *Module) start(ctx context.Context, cfg Config, image []byte, img *image
 	return in, nil
 }
 
-func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, now float64) (*vm, error) {
+// newVM instantiates the module, loading image (nil: none) as its memory;
+// ours says image is anonymous memory of this package's (see untouched).
+func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, ours bool, now float64) (*vm, error) {
 	v := &vm{
 		m:          m,
 		heapMax:    m.format.heapMax,
@@ -303,7 +305,7 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, now float6
 		return nil, fmt.Errorf("wasm: initialise: %w", err)
 	}
 	if image != nil {
-		if err := v.load(image); err != nil {
+		if err := v.load(image, ours); err != nil {
 			return nil, err
 		}
 	}
@@ -328,8 +330,8 @@ func (v *vm) writeStackCookie(ctx context.Context, end api.Function) {
 }
 
 // load copies a memory image over the start of memory, growing first as the
-// reference does (resizeHeap to the image length).
-func (v *vm) load(image []byte) error {
+// reference does (resizeHeap to the image length). ours is newVM's.
+func (v *vm) load(image []byte, ours bool) error {
 	mem := v.mod.Memory()
 	if uint64(mem.Size()) < uint64(len(image)) && !v.resizeHeap(uint64(len(image))) {
 		return fmt.Errorf("wasm: memory image of %d bytes exceeds the memory limit", len(image))
@@ -338,23 +340,34 @@ func (v *vm) load(image []byte) error {
 		return fmt.Errorf("wasm: memory image of %d bytes does not fit", len(image))
 	}
 	buf, _ := mem.Read(0, mem.Size())
-	// Like HEAPU8.set(image), but pages that are zero on both sides are left
-	// alone: a fresh memory is zero beyond what instantiation wrote, and not
-	// touching those pages spares a page fault each and keeps them out of the
-	// process's resident memory.
+	copySparse(buf, image, ours) // HEAPU8.set(image)
+	return nil
+}
+
+// copySparse copies src to the start of dst, leaving alone the pages that
+// are zero in both: a fresh memory or mapping is zero, and not touching those
+// pages spares a page fault each and keeps them out of the process's resident
+// memory (most of an aos memory is zero). Pages never touched are known zero
+// without reading them (untouched), in dst always (a linear memory or an
+// imageBuf), in src when srcOurs says it is anonymous memory too.
+func copySparse(dst, src []byte, srcOurs bool) {
 	const chunk = 4096
-	for off := 0; off < len(image); off += chunk {
-		src := image[off:min(off+chunk, len(image))]
-		dst := buf[off : off+len(src)]
-		if allZero(src) {
-			if !allZero(dst) {
-				clear(dst)
+	dz := untouched(dst[:len(src)])
+	var sz []bool
+	if srcOurs {
+		sz = untouched(src)
+	}
+	for i, off := 0, 0; off < len(src); i, off = i+1, off+chunk {
+		s := src[off:min(off+chunk, len(src))]
+		d := dst[off : off+len(s)]
+		if sz != nil && sz[i] || allZero(s) {
+			if !(dz != nil && dz[i]) && !allZero(d) {
+				clear(d)
 			}
 			continue
 		}
-		copy(dst, src)
+		copy(d, s)
 	}
-	return nil
 }
 
 // allZero reports whether b holds only zero bytes.
@@ -659,7 +672,7 @@ func (in *Instance) rollback(ctx context.Context) error {
 		}
 		if want != size {
 			v.mod.Close(ctx)
-			if v, err = in.m.newVM(ctx, in.cfg, in.base, in.baseNow); err != nil {
+			if v, err = in.m.newVM(ctx, in.cfg, in.base, true, in.baseNow); err != nil {
 				return err
 			}
 		}
@@ -673,7 +686,7 @@ func (in *Instance) rollback(ctx context.Context) error {
 // replay builds a new vm in the state after the last successful message:
 // the base image with the journal evaluated on it.
 func (in *Instance) replay(ctx context.Context) (*vm, error) {
-	v, err := in.m.newVM(ctx, in.cfg, in.base, in.baseNow)
+	v, err := in.m.newVM(ctx, in.cfg, in.base, in.img.holds(in.base), in.baseNow)
 	if err != nil {
 		return nil, err
 	}
@@ -720,18 +733,33 @@ func (in *Instance) revert(ctx context.Context) error {
 // reference CU (hash it, gzip it). Module.Restore continues from it. It
 // fails once the instance or its module is closed.
 func (in *Instance) Snapshot() ([]byte, error) {
+	var img []byte
+	err := in.View(func(mem []byte, _ []bool) error {
+		img = bytes.Clone(mem)
+		return nil
+	})
+	return img, err
+}
+
+// View calls f with the process memory, as Snapshot would copy it, without
+// the copy: mem is read-only and valid only during f, which holds the
+// instance. untouched, when not nil, marks the 4 KiB pages of mem that are
+// zero without reading them: most of an aos memory is, and reading them
+// would make them resident (page i is mem[i*4096:]). View fails once the
+// instance or its module is closed.
+func (in *Instance) View(f func(mem []byte, untouched []bool) error) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed {
-		return nil, errors.New("wasm: instance is closed")
+		return errors.New("wasm: instance is closed")
 	}
 	if !in.m.enter() {
-		return nil, errClosed
+		return errClosed
 	}
 	defer in.m.leave()
-	// A good moment for a new rollback base too.
+	// The view is of the rollback base, which is also a good moment to take.
 	in.rebase(in.vm)
-	return bytes.Clone(in.base), nil
+	return f(in.base, untouched(in.base))
 }
 
 // MemorySize returns the current linear memory size in bytes.

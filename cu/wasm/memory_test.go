@@ -94,3 +94,44 @@ func TestCloseModuleUnderInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCopySparse copies memories with zero and non-zero pages into a fresh
+// buffer and over stale content: the copy is exact, and (where the platform
+// tells untouched pages) the pages zero on both sides stay untouched, so a
+// rollback base costs resident memory only for what the process wrote.
+func TestCopySparse(t *testing.T) {
+	const page, pages = 4096, 64
+	src := make([]byte, pages*page)
+	for _, p := range []int{0, 5, 6, 40, 63} {
+		src[p*page+p] = byte(p + 1)
+	}
+	src[len(src)-1] = 9
+	var b imageBuf
+	defer b.free()
+	got := b.set(src, 1<<20)
+	// (Before anything reads the copy: reading a page touches it.)
+	if u := untouched(b.buf[:len(src)]); u != nil {
+		for p := range pages {
+			if want := allZero(src[p*page : (p+1)*page]); u[p] != want {
+				t.Errorf("page %d: untouched %v, zero in the source %v", p, u[p], want)
+			}
+		}
+	} else if runtime.GOOS == "linux" {
+		t.Error("untouched cannot tell pages of an anonymous mapping on linux")
+	}
+	if !bytes.Equal(got, src) {
+		t.Fatal("copy differs")
+	}
+	// Over stale content: pages non-zero before and zero now are cleared.
+	src2 := make([]byte, pages*page)
+	src2[7*page] = 1
+	if got := b.set(src2, 1<<20); !bytes.Equal(got, src2) {
+		t.Fatal("copy over stale content differs")
+	}
+	// A source that is not ours is read, never trusted to be zero.
+	dst := make([]byte, len(src))
+	copySparse(dst, src, false)
+	if !bytes.Equal(dst, src) {
+		t.Fatal("copy from a Go slice differs")
+	}
+}

@@ -14,16 +14,20 @@ import (
 const madvHugepage = 14
 
 // reserve maps size bytes of anonymous memory with protection prot, without
-// committing swap, and asks for transparent huge pages: an aos heap is about
-// 100 MB touched all over by the Lua collector, and with 4 KiB pages the TLB
-// misses cost about a tenth of the run time (and a first touch costs 512
-// page faults per 2 MiB instead of one).
-func reserve(size uint64, prot int) ([]byte, error) {
+// committing swap. With huge, it asks for transparent huge pages: an aos
+// heap is about 100 MB that the Lua collector walks all over, and with 4 KiB
+// pages the TLB misses cost about a tenth of the run time. Huge pages cost
+// resident memory, though: a 2 MiB page is whole as soon as one byte of it
+// is written (and the kernel's khugepaged fills in sparse ones), so memory
+// that is copied more than it is run on keeps small pages.
+func reserve(size uint64, prot int, huge bool) ([]byte, error) {
 	buf, err := syscall.Mmap(-1, 0, int(size), prot, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 	if err != nil {
 		return nil, err
 	}
-	syscall.Madvise(buf, madvHugepage) // advice only: without THP the pages are just small
+	if huge {
+		syscall.Madvise(buf, madvHugepage) // advice only: without THP the pages are just small
+	}
 	return buf, nil
 }
 
@@ -45,7 +49,7 @@ type mmapMemory struct {
 // address space limit, say), it falls back to a growing Go slice.
 func newMemory(limit uint64) experimental.LinearMemory {
 	if limit > 0 && limit <= 1<<32 {
-		if buf, err := reserve(limit, syscall.PROT_NONE); err == nil {
+		if buf, err := reserve(limit, syscall.PROT_NONE, true); err == nil {
 			return &mmapMemory{buf: buf}
 		}
 	}
@@ -75,7 +79,9 @@ func (m *mmapMemory) Free() {
 }
 
 // imageBuf holds a copy of a linear memory (an instance's rollback base)
-// outside the Go heap, in one mapping reused by every copy. In the Go heap,
+// outside the Go heap, in one mapping reused by every copy, in small pages
+// and with the zero pages left untouched: it costs resident memory only for
+// what the process has written. In the Go heap,
 // a 100 MB image made the garbage collector's heap target jump and started
 // a collection cycle that has to stop the goroutine running wasm, and each
 // fresh allocation paid its page faults again.
@@ -94,7 +100,7 @@ func (b *imageBuf) grow(n, limit uint64) {
 		return
 	}
 	b.free()
-	if buf, err := reserve(max(n, limit), syscall.PROT_READ|syscall.PROT_WRITE); err == nil {
+	if buf, err := reserve(max(n, limit), syscall.PROT_READ|syscall.PROT_WRITE, false); err == nil {
 		b.buf, b.mapped = buf, true
 		// An instance dropped without Close must not leak the mapping.
 		b.cleanup = runtime.AddCleanup(b, func(buf []byte) { syscall.Munmap(buf) }, buf)
@@ -103,11 +109,12 @@ func (b *imageBuf) grow(n, limit uint64) {
 	}
 }
 
-// set copies src into the buffer and returns the copy, valid until the next
-// set or free.
+// set copies src, a linear memory, into the buffer and returns the copy,
+// valid until the next set or free.
 func (b *imageBuf) set(src []byte, limit uint64) []byte {
 	b.grow(uint64(len(src)), limit)
-	n := copy(b.buf, src)
+	n := len(src)
+	copySparse(b.buf[:n], src, true)
 	return b.buf[:n:n]
 }
 
@@ -118,4 +125,9 @@ func (b *imageBuf) free() {
 		syscall.Munmap(b.buf)
 	}
 	b.buf, b.mapped = nil, false
+}
+
+// holds reports whether image lies in the buffer.
+func (b *imageBuf) holds(image []byte) bool {
+	return len(image) > 0 && len(b.buf) > 0 && &image[0] == &b.buf[0]
 }

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package wasm
+
+// untouched cannot tell untouched pages on this platform.
+func untouched([]byte) []bool { return nil }
