@@ -716,13 +716,16 @@ func (in *Instance) revert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	old := v.mod.Memory()
+	old, mem := v.mod.Memory(), in.vm.mod.Memory()
 	prev, _ := old.Read(0, old.Size())
-	mem := in.vm.mod.Memory()
-	ok := mem.Write(0, prev)
+	cur, _ := mem.Read(0, mem.Size())
+	ok := len(prev) <= len(cur)
+	if ok {
+		copySparse(cur, prev, true)
+	}
 	v.mod.Close(ctx)
 	if !ok {
-		return fmt.Errorf("memory before the message (%d bytes) is larger than after it (%d bytes)", len(prev), mem.Size())
+		return fmt.Errorf("memory before the message (%d bytes) is larger than after it (%d bytes)", len(prev), len(cur))
 	}
 	// The tail is not reproducible from the journal: start a new base.
 	in.rebase(in.vm)
