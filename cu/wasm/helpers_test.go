@@ -187,3 +187,19 @@ func snapshot(t testing.TB, in *Instance) []byte {
 	}
 	return img
 }
+
+// booted returns a new aos 2.0.4 instance that has evaluated its boot
+// message, closed at the end of the test, with the script that goes on
+// from there and the env.
+func booted(t testing.TB, cfg Config) (*Instance, *script, []byte) {
+	t.Helper()
+	in, err := aos(t).Instantiate(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(context.Background()) })
+	env := testEnv(t)
+	s := &script{t: t}
+	mustHandle(t, in, s.boot(), env)
+	return in, s, env
+}

@@ -14,13 +14,7 @@ import (
 func TestRestoreImage(t *testing.T) {
 	ctx := context.Background()
 	m := aos(t)
-	env := testEnv(t)
-	s := &script{t: t}
-	a, err := m.Instantiate(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustHandle(t, a, s.boot(), env)
+	a, s, env := booted(t, Config{})
 	mustHandle(t, a, s.eval(`X = 41`), env)
 	img := snapshot(t, a)
 	a.Close(ctx)
@@ -72,14 +66,7 @@ func TestRestoreImage(t *testing.T) {
 func TestFork(t *testing.T) {
 	ctx := context.Background()
 	m := aos(t)
-	env := testEnv(t)
-	s := &script{t: t}
-	src, err := m.Instantiate(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close(ctx)
-	mustHandle(t, src, s.boot(), env)
+	src, s, env := booted(t, Config{})
 	mustHandle(t, src, s.eval(`X = 7`), env)
 	before := memory(t, src)
 

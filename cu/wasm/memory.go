@@ -30,3 +30,17 @@ func (m *sliceMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *sliceMemory) Free() { m.buf = nil }
+
+// set copies src, a linear memory, into the buffer (imageBuf, one per
+// platform) and returns the copy, valid until the next set or free.
+func (b *imageBuf) set(src []byte, limit uint64) []byte {
+	b.grow(uint64(len(src)), limit)
+	n := len(src)
+	copySparse(b.buf[:n], src, true)
+	return b.buf[:n:n]
+}
+
+// holds reports whether image lies in the buffer.
+func (b *imageBuf) holds(image []byte) bool {
+	return len(image) > 0 && len(b.buf) > 0 && &image[0] == &b.buf[0]
+}

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !(linux || darwin)
 
 package wasm
 
@@ -15,16 +15,4 @@ func (b *imageBuf) grow(n, _ uint64) {
 	}
 }
 
-func (b *imageBuf) set(src []byte, limit uint64) []byte {
-	b.grow(uint64(len(src)), limit)
-	n := len(src)
-	copySparse(b.buf[:n], src, true)
-	return b.buf[:n:n]
-}
-
 func (b *imageBuf) free() { b.buf = nil }
-
-// holds reports whether image lies in the buffer.
-func (b *imageBuf) holds(image []byte) bool {
-	return len(image) > 0 && len(b.buf) > 0 && &image[0] == &b.buf[0]
-}

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin
 
 package wasm
 
@@ -8,10 +8,6 @@ import (
 
 	"github.com/tetratelabs/wazero/experimental"
 )
-
-// madvHugepage is MADV_HUGEPAGE (Linux; elsewhere the advice is refused and
-// ignored).
-const madvHugepage = 14
 
 // reserve maps size bytes of anonymous memory with protection prot, without
 // committing swap. With huge, it asks for transparent huge pages: an aos
@@ -26,7 +22,7 @@ func reserve(size uint64, prot int, huge bool) ([]byte, error) {
 		return nil, err
 	}
 	if huge {
-		syscall.Madvise(buf, madvHugepage) // advice only: without THP the pages are just small
+		adviseHuge(buf)
 	}
 	return buf, nil
 }
@@ -109,15 +105,6 @@ func (b *imageBuf) grow(n, limit uint64) {
 	}
 }
 
-// set copies src, a linear memory, into the buffer and returns the copy,
-// valid until the next set or free.
-func (b *imageBuf) set(src []byte, limit uint64) []byte {
-	b.grow(uint64(len(src)), limit)
-	n := len(src)
-	copySparse(b.buf[:n], src, true)
-	return b.buf[:n:n]
-}
-
 // free releases the buffer; no copy returned by set may be used after it.
 func (b *imageBuf) free() {
 	if b.mapped {
@@ -125,9 +112,4 @@ func (b *imageBuf) free() {
 		syscall.Munmap(b.buf)
 	}
 	b.buf, b.mapped = nil, false
-}
-
-// holds reports whether image lies in the buffer.
-func (b *imageBuf) holds(image []byte) bool {
-	return len(image) > 0 && len(b.buf) > 0 && &image[0] == &b.buf[0]
 }

@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"bytes"
-	"context"
 	"runtime"
 	"testing"
 )
@@ -30,15 +29,7 @@ func sameState(before, after []byte) bool {
 // and checks that the memory is exactly what it was before the failed
 // message, and that the process goes on from there.
 func TestRollbackMemory(t *testing.T) {
-	ctx := context.Background()
-	in, err := aos(t).Instantiate(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close(ctx)
-	env := testEnv(t)
-	s := &script{t: t}
-	mustHandle(t, in, s.boot(), env)
+	in, s, env := booted(t, Config{})
 	fail := func(stage string) {
 		t.Helper()
 		before := memory(t, in)
@@ -71,15 +62,7 @@ func TestRollbackMemory(t *testing.T) {
 // 100 MB for aos) is kept outside the Go heap and reused, so taking it
 // neither grows the heap the garbage collector paces on nor allocates.
 func TestRollbackBaseOffHeap(t *testing.T) {
-	ctx := context.Background()
-	in, err := aos(t).Instantiate(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close(ctx)
-	env := testEnv(t)
-	s := &script{t: t}
-	mustHandle(t, in, s.boot(), env)
+	in, s, env := booted(t, Config{})
 	size := in.MemorySize()
 	heap := func() uint64 {
 		runtime.GC()

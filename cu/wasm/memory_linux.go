@@ -4,8 +4,13 @@ import (
 	"encoding/binary"
 	"os"
 	"sync"
+	"syscall"
 	"unsafe"
 )
+
+// adviseHuge asks for transparent huge pages for b (MADV_HUGEPAGE). It is
+// advice only: without THP the pages are just small.
+func adviseHuge(b []byte) { syscall.Madvise(b, 14) }
 
 var pagemap = sync.OnceValue(func() *os.File {
 	f, _ := os.Open("/proc/self/pagemap")
