@@ -8,9 +8,9 @@ import (
 	"unsafe"
 )
 
-// adviseHuge asks for transparent huge pages for b (MADV_HUGEPAGE). It is
-// advice only: without THP the pages are just small.
-func adviseHuge(b []byte) { syscall.Madvise(b, 14) }
+// adviseHuge asks for transparent huge pages for b. It is advice only:
+// without THP the pages are just small.
+func adviseHuge(b []byte) { syscall.Madvise(b, syscall.MADV_HUGEPAGE) }
 
 var pagemap = sync.OnceValue(func() *os.File {
 	f, _ := os.Open("/proc/self/pagemap")

@@ -77,10 +77,10 @@ func (m *mmapMemory) Free() {
 // imageBuf holds a copy of a linear memory (an instance's rollback base)
 // outside the Go heap, in one mapping reused by every copy, in small pages
 // and with the zero pages left untouched: it costs resident memory only for
-// what the process has written. In the Go heap,
-// a 100 MB image made the garbage collector's heap target jump and started
-// a collection cycle that has to stop the goroutine running wasm, and each
-// fresh allocation paid its page faults again.
+// what the process has written. In the Go heap, a 100 MB image made the
+// garbage collector's heap target jump and started a collection that has to
+// stop the goroutine running wasm, and each fresh copy paid its page faults
+// again.
 type imageBuf struct {
 	buf     []byte // the mapping, or a Go slice when mapping failed
 	cleanup runtime.Cleanup
