@@ -501,7 +501,7 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 			return nil, serr
 		}
 		ts, hgt = pos.Timestamp, pos.Height
-		inst, err = p.info.module.Restore(ctx, cfg, mem)
+		inst, err = p.info.module.RestoreOwned(ctx, cfg, mem) // stateAt's memory is a copy of its own
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cu: dry-run instance: %w", err)
