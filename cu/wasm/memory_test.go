@@ -2,9 +2,9 @@ package wasm
 
 import (
 	"bytes"
-	"os"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
