@@ -163,15 +163,7 @@ func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
 	if err := errors.Join(errs...); err != nil {
 		return [32]byte{}, err
 	}
-	h := sha256.New()
-	for p := range pages {
-		pg := page(mem, p)
-		if bitmap[p/8]&(1<<(p%8)) == 0 {
-			pg = zeroPage[:len(pg)]
-		}
-		h.Write(pg)
-	}
-	return [32]byte(h.Sum(nil)), nil
+	return sparseSum(mem, memPage, func(p int) bool { return bitmap[p/8]&(1<<(p%8)) == 0 }), nil
 }
 
 func page(mem []byte, p int) []byte { return mem[p*memPage : min((p+1)*memPage, len(mem))] }
@@ -198,10 +190,17 @@ func zeroPage64(mem []byte, p int, untouched []bool) bool {
 // memorySum is the SHA-256 of mem, reading none of the small pages that
 // untouched (which may be nil) marks zero.
 func memorySum(mem []byte, untouched []bool) [32]byte {
+	return sparseSum(mem, smallPage, func(i int) bool { return untouched != nil && untouched[i] })
+}
+
+// sparseSum is the SHA-256 of mem, hashing the zeroPage instead of each page
+// of size bytes (at most memPage) that zero says is zero, so that those pages
+// are not read.
+func sparseSum(mem []byte, size int, zero func(page int) bool) [32]byte {
 	h := sha256.New()
-	for i, off := 0, 0; off < len(mem); i, off = i+1, off+smallPage {
-		pg := mem[off:min(off+smallPage, len(mem))]
-		if untouched != nil && untouched[i] {
+	for i, off := 0, 0; off < len(mem); i, off = i+1, off+size {
+		pg := mem[off:min(off+size, len(mem))]
+		if zero(i) {
 			pg = zeroPage[:len(pg)]
 		}
 		h.Write(pg)
