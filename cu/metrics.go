@@ -11,8 +11,8 @@ import (
 // metrics are the CU's counters in the Prometheus text format, kept by hand
 // (no metrics library), as the SU does.
 type metrics struct {
-	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns atomic.Int64
-	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited          atomic.Int64
+	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns     atomic.Int64
+	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited, pastReplays atomic.Int64
 
 	mu       sync.Mutex
 	messages int64
@@ -60,6 +60,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 		{"ao_cu_restores_total", "Instances restored from a checkpoint.", "counter", m.restores.Load()},
 		{"ao_cu_arweave_restores_total", "Instances restored from a published Checkpoint item.", "counter", m.arweaveRestores.Load()},
 		{"ao_cu_arweave_checkpoints_rejected_total", "Published checkpoints skipped (bad tags, download, gzip or hash).", "counter", m.arweaveRejected.Load()},
+		{"ao_cu_past_replays_total", "Results of past messages recomputed on a throwaway instance (the live state was restored past them).", "counter", m.pastReplays.Load()},
 		{"ao_cu_cold_starts_total", "Instances started from scratch (full replay).", "counter", m.coldStarts.Load()},
 		{"ao_cu_evictions_total", "Instances evicted to keep the memory budget.", "counter", m.evictions.Load()},
 		{"ao_cu_live_instances", "Live process instances.", "gauge", live},

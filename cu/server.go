@@ -226,6 +226,12 @@ func (s *Server) Close() error {
 // ---- core ----
 
 // Result evaluates pid up to message msgID and returns its /result JSON.
+// msgID is a message id or the id of the assignment that scheduled it (the
+// MU asks by assignment id after an Assign, as the reference MU does).
+//
+// Each message is evaluated once: concurrent requests for one message queue
+// on the process lock and the losers find the winner's stored result; a past
+// message whose result is stored is never recomputed.
 func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) {
 	if b, ok, err := s.store.resultByMessage(ctx, pid, msgID); err != nil || ok {
 		return b, err
@@ -255,13 +261,33 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 			}
 		}
 	}
+	// stored finds the result by the slot the SU named, so an assignment id
+	// finds the result of the message it assigned.
+	stored := func() ([]byte, bool, error) {
+		if tgt.nonce >= 0 {
+			if b, ok, err := s.store.resultAt(ctx, pid, tgt.ts, tgt.nonce); err != nil || ok {
+				return b, ok, err
+			}
+		}
+		return s.store.resultByMessage(ctx, pid, msgID)
+	}
+	if b, ok, err := stored(); err != nil || ok {
+		return b, err
+	}
 	opts := evalOptions{to: strconv.FormatInt(tgt.ts, 10), tgt: tgt}
 	p.mu.Lock()
+	// Re-checked under the lock: a request that queued behind the one that
+	// evaluated the message finds its result here.
+	if b, ok, err := stored(); err != nil || ok {
+		p.mu.Unlock()
+		return b, err
+	}
 	if live, ok := s.livePos(ctx, p); ok && !tgt.admits(live) {
 		// The live state is past the message but has no result for it (it
 		// was restored from a published checkpoint): evaluate the past on
 		// the side, which stores the result.
 		p.mu.Unlock()
+		s.metrics.pastReplays.Add(1)
 		tp, err := s.evaluatePast(ctx, p, opts)
 		if err != nil {
 			return nil, err
@@ -270,12 +296,12 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 	} else {
 		err := s.evaluate(ctx, p, opts)
 		p.mu.Unlock()
-		s.enforceBudget(ctx)
+		s.enforceBudget(context.WithoutCancel(ctx))
 		if err != nil {
 			return nil, chainErr(err)
 		}
 	}
-	b, ok, err := s.store.resultByMessage(ctx, pid, msgID)
+	b, ok, err := stored()
 	if err != nil {
 		return nil, err
 	}

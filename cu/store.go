@@ -92,6 +92,20 @@ func (s *store) resultByMessage(ctx context.Context, pid, msgID string) ([]byte,
 	return b, true, nil
 }
 
+// resultAt returns the stored result of the message scheduled at nonce (the
+// primary key: a scheduled message's ordinate is its nonce).
+func (s *store) resultAt(ctx context.Context, pid string, ts, nonce int64) ([]byte, bool, error) {
+	var b []byte
+	err := s.r.QueryRowContext(ctx, `SELECT result FROM evaluations WHERE process=? AND timestamp=? AND ordinate=? AND cron=''`, pid, ts, nonce).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("cu: read result: %w", err)
+	}
+	return b, true, nil
+}
+
 // evaluatedBefore reports whether msgID was already evaluated for pid at a
 // nonce below nonce (the reference's evaluation-stream dedupe, units.md §5.8).
 func (s *store) evaluatedBefore(ctx context.Context, pid, msgID string, nonce int64) (bool, error) {

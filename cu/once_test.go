@@ -1,0 +1,125 @@
+package cu
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aonode/aonode/ans104"
+)
+
+// evaluations is how many messages s has evaluated (scheduled, cron and
+// dry-run).
+func evaluations(s *Server) int64 {
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	return s.metrics.messages
+}
+
+// TestResultEvaluatedOnce asks for one message's result many times at once
+// and then for an old message's result: each message is evaluated once, and
+// nothing is replayed.
+func TestResultEvaluatedOnce(t *testing.T) {
+	n := newNetwork(t)
+	s, cuURL := n.newCU(Config{}, false)
+	pid := n.spawn()
+	var msgs []string
+	for i := range 6 {
+		msgs = append(msgs, n.eval(pid, fmt.Sprintf("X = %d; return X", i)))
+	}
+	last := msgs[len(msgs)-1]
+	const askers = 8
+	var wg sync.WaitGroup
+	got := make([]string, askers)
+	for i := range askers {
+		wg.Go(func() { got[i] = result(t, cuURL, pid, last).data() })
+	}
+	wg.Wait()
+	for i, g := range got {
+		if g != "5" {
+			t.Fatalf("asker %d got %q, want 5", i, g)
+		}
+	}
+	// The process message (legacy injection aside) and the six evals.
+	want := evaluations(s)
+	if want > 7 {
+		t.Fatalf("%d evaluations for 6 messages and a spawn (concurrent askers re-evaluated)", want)
+	}
+	if r := s.metrics.pastReplays.Load(); r != 0 {
+		t.Fatalf("%d replays of the past for results of the present", r)
+	}
+	// An old message's result is read from the store.
+	for i, m := range msgs {
+		if g := result(t, cuURL, pid, m).data(); g != fmt.Sprint(i) {
+			t.Fatalf("message %d: %q", i, g)
+		}
+	}
+	if got := evaluations(s); got != want {
+		t.Fatalf("reading past results evaluated %d more messages", got-want)
+	}
+	if r := s.metrics.pastReplays.Load(); r != 0 {
+		t.Fatalf("%d replays of the past", r)
+	}
+}
+
+// TestResultByAssignment asks for a result by the id of the assignment that
+// scheduled a message on a second process, as the MU does after an Assign.
+func TestResultByAssignment(t *testing.T) {
+	n := newNetwork(t)
+	_, cuURL := n.newCU(Config{}, false)
+	a, b := n.spawn(), n.spawn()
+	msg := n.send(a, "alpha", tagAction("Greet"))
+	// The SU assigns only what the permanent store holds.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(n.gwURL + "/" + msg)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message %s never reached the gateway", msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Post(n.suURL+"/?process-id="+b+"&assign="+msg, "application/octet-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("assign: %d %s", resp.StatusCode, body)
+	}
+	var rc struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &rc); err != nil || rc.ID == "" || rc.ID == msg {
+		t.Fatalf("assign answer %s", body)
+	}
+	byAssignment := result(t, cuURL, b, rc.ID)
+	// aos evaluates it and refuses it (its signer is no Authority of b):
+	// the result of the assigned message, not of another one.
+	if !containsOutput(byAssignment, "Assignment is not trusted") {
+		t.Fatalf("result by assignment id: %+v", byAssignment)
+	}
+	// A later message to b still gets its result.
+	later := n.eval(b, "return 'after'")
+	if got := result(t, cuURL, b, later).data(); !strings.HasSuffix(got, "after") {
+		t.Fatalf("after the assignment: %q", got)
+	}
+}
+
+func tagAction(v string) ans104.Tag { return ans104.Tag{Name: "Action", Value: v} }
+
+// containsOutput reports whether r's printed output has s.
+func containsOutput(r resultJSON, s string) bool {
+	return strings.Contains(string(r.Output), s)
+}
