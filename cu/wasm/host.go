@@ -260,9 +260,30 @@ func fuelFor(ctx context.Context) uint64 {
 	return fuelQuantum
 }
 
+// ErrFuelExhausted is the Error of a message that burnt its whole
+// Config.FuelLimit (the limit follows in parentheses).
+var ErrFuelExhausted = errors.New("Evaluation exceeded the CU's compute limit: fuel exhausted")
+
+type yieldKey struct{}
+
+// yieldError carries the error of a WithYield hook out of the wasm call.
+type yieldError struct{ err error }
+
+func (e *yieldError) Error() string { return e.err.Error() }
+func (e *yieldError) Unwrap() error { return e.err }
+
+// WithYield returns a ctx under which a running message calls yield between
+// slices of its work (every fuelQuantum units of fuel, a few milliseconds).
+// yield may block, to let other evaluations run first, and its error aborts
+// the message as a cancelled ctx does. The result does not depend on it.
+func WithYield(ctx context.Context, yield func() error) context.Context {
+	return context.WithValue(ctx, yieldKey{}, yield)
+}
+
 // outOfFuel is the meter.FuelImportName import: the process used up its
-// fuel. Continue with more unless the ctx is done; then abort the call, like
-// the other host aborts, by panicking (evaluate maps it to ctx.Err()).
+// fuel. Continue with more unless the ctx is done or the message burnt its
+// Config.FuelLimit; then abort the call, like the other host aborts, by
+// panicking (evaluate maps it to ctx.Err() or ErrFuelExhausted).
 func outOfFuel(d api.FunctionDefinition) api.GoModuleFunc {
 	if !is(d, []api.ValueType{api.ValueTypeI64}, api.ValueTypeI64) {
 		return nil
@@ -271,7 +292,23 @@ func outOfFuel(d api.FunctionDefinition) api.GoModuleFunc {
 		if err := ctx.Err(); err != nil {
 			panic(err)
 		}
-		stack[0] = fuelFor(ctx)
+		if y, ok := ctx.Value(yieldKey{}).(func() error); ok {
+			if err := y(); err != nil {
+				panic(&yieldError{err})
+			}
+		}
+		v, _ := ctx.Value(vmKey{}).(*vm)
+		if v == nil || v.fuelLimit == 0 {
+			stack[0] = fuelFor(ctx)
+			return
+		}
+		// Fuel left is <= 0 here: the grant was burnt, and a little more.
+		v.fuelSpent += uint64(v.fuelGrant - int64(stack[0]))
+		if v.fuelSpent >= v.fuelLimit {
+			panic(ErrFuelExhausted)
+		}
+		v.fuelGrant = int64(min(fuelQuantum, v.fuelLimit-v.fuelSpent))
+		stack[0] = uint64(v.fuelGrant)
 	}
 }
 
@@ -429,15 +466,28 @@ func resizeHeap(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 }
 
+// memmove is the glue's HEAPU8.copyWithin(dest, src, src + n). copyWithin
+// never throws: it clamps every index to the memory and copies what fits, so
+// a copy past the end copies less instead of trapping. Programs such as Lua's
+// buffer code then go on to report their own out-of-memory error, as they do
+// under the reference loader. Indexes are non-negative (emscripten passes
+// pointers as unsigned).
 func memmove(ctx context.Context, mod api.Module, stack []uint64) {
-	dst, src, n := ptr(stack[0]), ptr(stack[1]), ptr(stack[2])
 	mem := mod.Memory()
-	d, ok1 := mem.Read(dst, n)
-	s, ok2 := mem.Read(src, n)
-	if !ok1 || !ok2 {
-		panic(errors.New("memcpy out of bounds"))
+	size := uint64(mem.Size())
+	clamp := func(v uint64) uint64 { return min(v, size) }
+	dst, src := clamp(stack[0]), clamp(stack[1])
+	end := stack[1] + stack[2]
+	if end < stack[1] { // overflow: past any memory
+		end = size
 	}
-	copy(d, s)
+	end = clamp(end)
+	if end <= src || dst >= size {
+		return
+	}
+	n := min(end-src, size-dst)
+	buf, _ := mem.Read(0, uint32(size))
+	copy(buf[dst:dst+n], buf[src:src+n])
 }
 
 func system(_ context.Context, _ api.Module, stack []uint64) {
@@ -853,4 +903,10 @@ func driveClose(ctx context.Context, _ api.Module, stack []uint64) {
 		delete(v.files, fd)
 		return 0
 	})
+}
+
+// detached is ctx for repairing an instance after a failed or cancelled
+// message: never cancelled, and without the message's WithYield hook.
+func detached(ctx context.Context) context.Context {
+	return context.WithValue(context.WithoutCancel(ctx), yieldKey{}, nil)
 }

@@ -39,6 +39,15 @@ type Config struct {
 	// over the start of the current one, keeping the instance (and any
 	// memory the message grew).
 	Revert func(*Result) bool
+	// FuelLimit bounds the work of one message deterministically: the fuel
+	// it may burn, counted by the static instruction costs meter.AddFuel
+	// charges at every function entry and loop header (about one unit per
+	// wasm instruction executed). A message that needs more fails with
+	// ErrFuelExhausted as its Error, and its memory is rolled back: the same
+	// result on every run, machine and load, unlike a wall-clock deadline.
+	// 0 means no limit. Modules compiled Uninterruptible have no fuel and
+	// ignore it.
+	FuelLimit uint64
 }
 
 // Result is one handle() outcome in the reference loader's shape (without
@@ -112,6 +121,10 @@ type vm struct {
 	asyncStart, asyncStopUnwind, asyncStartRewind, asyncStopRewind api.Function
 	asyncData                                                      uint32
 	fuel                                                           api.MutableGlobal // nil when uninterruptible
+	fuelLimit                                                      uint64            // of the running handle call; 0: none
+	fuelGrant                                                      int64             // fuel given at the last refill
+	fuelSpent                                                      uint64            // fuel burnt before the last refill
+	cfgFuel                                                        uint64            // Config.FuelLimit
 	asyncResult                                                    uint64
 	asyncRewinding                                                 bool
 
@@ -214,6 +227,7 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, ours bool,
 		limitPages: m.maxPages,
 		now:        now,
 		gasLimit:   cfg.ComputeLimit,
+		cfgFuel:    cfg.FuelLimit,
 		files:      map[int32]*driveFile{},
 		tfuncs:     map[uint32][]api.Function{},
 		efuncs:     map[string][]api.Function{},
@@ -466,7 +480,13 @@ func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err er
 	}
 	if v.fuel != nil {
 		// Fuel left by an earlier call may be for a ctx without deadline.
-		v.fuel.Set(fuelFor(ctx))
+		v.fuelLimit, v.fuelSpent = v.cfgFuel, 0
+		v.fuelGrant = int64(fuelFor(ctx))
+		if v.fuelLimit > 0 {
+			v.fuelGrant = int64(min(fuelQuantum, v.fuelLimit))
+		}
+		v.fuel.Set(uint64(v.fuelGrant))
+		defer func() { v.fuelLimit = 0 }()
 	}
 	err = v.safeCall(ctx, func() {
 		sp := v.stackSave(ctx)
@@ -510,15 +530,20 @@ func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
 		var de *driveError
 		var ee *sys.ExitError
 		var xe *exitError
+		var ye *yieldError
 		switch {
 		case errors.As(err, &de):
 			return nil, de
+		case errors.As(err, &ye):
+			return nil, fmt.Errorf("wasm: handle: %w", ye.err)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("wasm: handle: %w", ctx.Err())
 		case errors.As(err, &ee):
 			return nil, fmt.Errorf("wasm: handle: instance closed (exit code %d)", ee.ExitCode())
 		case errors.As(err, &xe):
 			return errorResult(xe.Error(), v.gasUsed), nil
+		case errors.Is(err, ErrFuelExhausted):
+			return errorResult(fmt.Sprintf("%v (%d)", ErrFuelExhausted, v.cfgFuel), v.gasUsed), nil
 		case errors.Is(err, errOutOfGas), v.gasUsedG != nil && v.gasUsed > v.gasLimit:
 			// The host's usegas panics; the inlined one traps (unreachable).
 			return errorResult(errOutOfGas.Error(), v.gasUsed), nil
@@ -654,7 +679,7 @@ func (in *Instance) rebase(v *vm) {
 // the failed message, exactly as the reference CU gets it: a fresh instance
 // into which the previous memory image is written.
 func (in *Instance) rollback(ctx context.Context) error {
-	ctx = context.WithoutCancel(ctx)
+	ctx = detached(ctx)
 	in.vm.mod.Close(ctx)
 	v, err := in.replay(ctx)
 	if err != nil {
@@ -711,7 +736,7 @@ func (in *Instance) replay(ctx context.Context) (*vm, error) {
 // the start of the current memory (ao-loader's HEAPU8.set), so memory the
 // message grew keeps what the message left there.
 func (in *Instance) revert(ctx context.Context) error {
-	ctx = context.WithoutCancel(ctx)
+	ctx = detached(ctx)
 	v, err := in.replay(ctx)
 	if err != nil {
 		return err
