@@ -11,8 +11,8 @@ import (
 // metrics are the CU's counters in the Prometheus text format, kept by hand
 // (no metrics library), as the SU does.
 type metrics struct {
-	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns     atomic.Int64
-	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited, pastReplays atomic.Int64
+	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns                    atomic.Int64
+	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited, pastReplays, fuelExhausted atomic.Int64
 
 	mu       sync.Mutex
 	messages int64
@@ -50,10 +50,11 @@ func (s *Server) writeMetrics(w io.Writer) {
 		{"ao_cu_http_requests_total", "HTTP requests served.", "counter", m.requests.Load()},
 		{"ao_cu_messages_evaluated_total", "Messages evaluated (including cron and dry-run).", "counter", msgs},
 		{"ao_cu_evaluation_seconds_total", "Time spent evaluating messages.", "counter", secs},
-		{"ao_cu_message_timeouts_total", "Messages that ran past the per-message deadline.", "counter", m.timeouts.Load()},
+		{"ao_cu_message_timeouts_total", "Evaluations abandoned at the wall-clock guard (not stored, retried later).", "counter", m.timeouts.Load()},
+		{"ao_cu_fuel_exhausted_total", "Messages and dry-runs that failed at the deterministic fuel limit.", "counter", m.fuelExhausted.Load()},
 		{"ao_cu_dry_runs_total", "Dry-runs evaluated.", "counter", m.dryRuns.Load()},
 		{"ao_cu_dry_run_cache_hits_total", "Dry-runs answered from the result cache.", "counter", m.dryRunHits.Load()},
-		{"ao_cu_dry_runs_rate_limited_total", "Dry-runs refused by the rate limit.", "counter", m.dryRunLimited.Load()},
+		{"ao_cu_dry_runs_rate_limited_total", "Dry-runs refused by the rate limit or a full dry-run queue.", "counter", m.dryRunLimited.Load()},
 		{"ao_cu_checkpoints_total", "File checkpoints written.", "counter", m.checkpoints.Load()},
 		{"ao_cu_checkpoints_published_total", "Checkpoint items uploaded.", "counter", m.published.Load()},
 		{"ao_cu_checkpoints_publish_skipped_total", "Checkpoint uploads skipped because Q7 found them published.", "counter", m.publishSkipped.Load()},

@@ -1,6 +1,7 @@
 package cu
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/sha3"
@@ -90,9 +92,12 @@ type proc struct {
 	size    uint64    // memory of inst (guarded by Server.mu)
 	pubAt   time.Time // last published checkpoint
 
-	side       bool      // a throwaway evaluation of the past: never checkpointed
-	syncedAt   time.Time // when an evaluation to the SU's latest message last began
-	arweaveAsk bool      // Arweave checkpoints were already considered for this proc
+	side       bool           // a throwaway evaluation of the past: never checkpointed
+	dry        bool           // a dry-run: its own workers and fuel limit
+	gen        atomic.Int64   // live memory changes (evaluations), for the dry-run cache
+	syncedAt   time.Time      // when an evaluation to the SU's latest message last began
+	arweaveAsk bool           // Arweave checkpoints were already considered for this proc
+	exhausted  map[int64]bool // nonces whose stored result is a fuel-limit failure (read when an instance starts)
 }
 
 // process returns the proc for pid, loading its metadata on first use.
@@ -241,6 +246,11 @@ func (s *Server) ensureInstance(ctx context.Context, p *proc, tgt target) error 
 	if p.inst != nil {
 		return nil
 	}
+	ex, err := s.store.exhausted(ctx, p.info.pid, wasm.ErrFuelExhausted.Error())
+	if err != nil {
+		return err
+	}
+	p.exhausted = ex
 	cfg := p.mem0Config(s)
 	var local *position
 	st, ok := s.localCheckpoint(ctx, p.info.pid)
@@ -444,6 +454,12 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 			skip = skip || r.Cron == "" && r.MessageID == sl.MessageID
 		}
 	}
+	if !skip && p.exhausted[sl.Nonce] {
+		// It failed at the fuel limit before, which left the memory as it
+		// was: its stored result stands and it is not run again.
+		skip = true
+		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
+	}
 	if !skip {
 		res, err := s.handle(ctx, p, doc)
 		if err != nil {
@@ -631,29 +647,57 @@ func (s *Server) handle(ctx context.Context, p *proc, doc obj) (evalResult, erro
 	if err != nil {
 		return evalResult{}, err
 	}
-	select {
-	case s.workers <- struct{}{}:
-	case <-ctx.Done():
-		return evalResult{}, ctx.Err()
+	pl := s.workers
+	if p.dry {
+		pl = s.dryPool
 	}
-	mctx, cancel := context.WithTimeout(ctx, p.info.messageTimeLimit)
+	if err := pl.acquire(ctx); err != nil {
+		if errors.Is(err, errPoolFull) {
+			s.metrics.dryRunLimited.Add(1)
+			return evalResult{}, &HTTPError{Code: http.StatusServiceUnavailable, Msg: "Too many dry-runs are waiting; retry in a few seconds"}
+		}
+		return evalResult{}, err
+	}
+	held := true
+	// Between slices of a long message, waiting evaluations go first.
+	yctx := wasm.WithYield(ctx, func() error {
+		if !pl.contended() {
+			return nil
+		}
+		pl.release()
+		held = false
+		if err := pl.acquire(ctx); err != nil {
+			return err
+		}
+		held = true
+		return nil
+	})
+	mctx, cancel := context.WithTimeout(yctx, p.info.messageTimeLimit)
 	start := time.Now()
 	r, err := p.inst.Handle(mctx, msg, p.info.env)
 	cancel()
-	<-s.workers
+	if held {
+		pl.release()
+	}
 	s.metrics.observe(time.Since(start))
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The wall clock protects the node but never decides a result:
+			// nothing is stored and a later request evaluates it again.
 			s.metrics.timeouts.Add(1)
-			b, _ := jsonText(obj{{"Messages", []any{}}, {"Assignments", []any{}}, {"Spawns", []any{}},
-				{"Error", fmt.Sprintf("Evaluation exceeded the CU's time limit of %s per message", p.info.messageTimeLimit)}})
-			p.dirty++
-			return evalResult{json: b, isError: true}, nil
+			return evalResult{}, &HTTPError{Code: http.StatusServiceUnavailable,
+				Msg: fmt.Sprintf("Evaluation of process %s ran past the CU's wall-clock guard of %s (the node is overloaded); retry later", p.info.pid, p.info.messageTimeLimit)}
 		}
 		return evalResult{}, fmt.Errorf("cu: evaluate %s: %w", p.info.pid, err)
 	}
+	if r.Failed() && bytes.Contains(r.Error, []byte(wasm.ErrFuelExhausted.Error())) {
+		s.metrics.fuelExhausted.Add(1)
+	}
 	p.dirty++
 	p.pos.Evaluated++
+	if !p.side {
+		p.gen.Add(1)
+	}
 	return mapResult(r), nil
 }
 

@@ -81,10 +81,29 @@ type Config struct {
 	// MaxMemory and MaxCompute are the highest Memory-Limit and
 	// Compute-Limit accepted (defaults 1 GiB and 9e12, as the reference).
 	MaxMemory, MaxCompute int64
-	// MessageTimeout bounds one message's evaluation (default 30 s).
+	// MessageFuel is the deterministic limit of one message's work, in the
+	// fuel units of wasm.Config.FuelLimit (default DefaultMessageFuel). It
+	// decides results: a message that needs more fails with the same Error
+	// on every CU, every run and any load. Negative: no limit.
+	MessageFuel int64
+	// DryRunFuel is the same limit for a dry-run (default DefaultDryRunFuel,
+	// a tenth of a message's: dry-runs are unsigned and free).
+	DryRunFuel int64
+	// MessageTimeout is a wall-clock guard that only protects the node: a
+	// message still running after it (a machine far slower or busier than
+	// the fuel limit assumes) is abandoned with a transient 503 error, its
+	// result not stored, so a later request evaluates it again (default
+	// 5 min). It never decides a result.
 	MessageTimeout time.Duration
-	// Workers bounds concurrent evaluations (default GOMAXPROCS).
+	// Workers bounds concurrent evaluations of scheduled messages (default
+	// GOMAXPROCS). Long messages hand their worker to waiting ones between
+	// slices of a few milliseconds, so one process cannot starve others.
 	Workers int
+	// DryRunWorkers bounds concurrent dry-run evaluations, apart from the
+	// message workers so that anonymous dry-runs never delay messages
+	// (default max(1, GOMAXPROCS/2)); DryRunQueue bounds the dry-runs waiting
+	// for one (default 64), beyond which they are refused with 503.
+	DryRunWorkers, DryRunQueue int
 	// PageSize is the SU page size (default 1000, LOAD_MESSAGES_PAGE_SIZE).
 	PageSize int
 	// CacheDir is wazero's compilation cache (default DataDir/wazero).
@@ -103,7 +122,8 @@ type Server struct {
 	store   *store
 	log     *slog.Logger
 	unitID  string
-	workers chan struct{}
+	workers *pool // scheduled messages
+	dryPool *pool // dry-runs
 	metrics *metrics
 	dry     dryCache
 	limiter *ipLimiter
@@ -137,10 +157,22 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.MaxCompute = 9e12
 	}
 	if cfg.MessageTimeout <= 0 {
-		cfg.MessageTimeout = 30 * time.Second
+		cfg.MessageTimeout = 5 * time.Minute
+	}
+	if cfg.MessageFuel == 0 {
+		cfg.MessageFuel = DefaultMessageFuel
+	}
+	if cfg.DryRunFuel == 0 {
+		cfg.DryRunFuel = DefaultDryRunFuel
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.DryRunWorkers <= 0 {
+		cfg.DryRunWorkers = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if cfg.DryRunQueue <= 0 {
+		cfg.DryRunQueue = 64
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 1000
@@ -180,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, sched: cfg.Scheduler, gw: cfg.Gateway, signer: cfg.Signer, store: st, log: cfg.Logger,
 		unitID:  h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
-		workers: make(chan struct{}, cfg.Workers), metrics: newMetrics(),
+		workers: newPool(cfg.Workers, 0), dryPool: newPool(cfg.DryRunWorkers, cfg.DryRunQueue), metrics: newMetrics(),
 		procs: map[string]*proc{}, modules: map[string]*modEntry{},
 		dry: dryCache{ttl: cfg.DryRunCacheTTL}, limiter: &ipLimiter{n: cfg.DryRunRateLimit, win: cfg.DryRunRateWindow},
 	}
@@ -465,13 +497,25 @@ type DryRunOptions struct {
 func (s *Server) dryRunCached(pid string, body []byte, o DryRunOptions) ([]byte, bool) {
 	maxAge := o.MaxAge
 	if maxAge < 0 {
-		maxAge = s.cfg.DryRunCacheTTL
+		maxAge = s.cfg.DryRunMaxAge
 	}
-	b, ok := s.dry.get(dryRunKey(pid, o.To, body), maxAge)
+	b, ok := s.dry.get(dryRunKey(pid, o.To, body), maxAge, s.generation(pid))
 	if ok {
 		s.metrics.dryRunHits.Add(1)
 	}
 	return b, ok
+}
+
+// generation is how many times pid's live memory has changed (0 for a
+// process not loaded).
+func (s *Server) generation(pid string) int64 {
+	s.mu.Lock()
+	p := s.procs[pid]
+	s.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.gen.Load()
 }
 
 // DryRun evaluates body against the process's state without saving
@@ -496,7 +540,8 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 		inst      *wasm.Instance
 		ts, hgt   int64
 		memoryAge = time.Now()
-		cfg       = p.mem0Config(s)
+		cfg       = p.dryRunConfig(s)
+		gen       = int64(-1) // a dry-run of the past never goes stale
 	)
 	if o.To == "" {
 		p.mu.Lock()
@@ -509,7 +554,7 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 			}
 		}
 		inst, err = p.info.module.Fork(ctx, cfg, p.inst)
-		ts, hgt, memoryAge = p.pos.Timestamp, p.pos.Height, p.syncedAt
+		ts, hgt, memoryAge, gen = p.pos.Timestamp, p.pos.Height, p.syncedAt, p.gen.Load()
 		p.mu.Unlock()
 		s.enforceBudget(ctx)
 	} else {
@@ -537,13 +582,13 @@ func (s *Server) DryRun(ctx context.Context, pid string, body []byte, o DryRunOp
 	if err != nil {
 		return nil, httpErr(http.StatusBadRequest, "%v", err)
 	}
-	dp := &proc{info: p.info, inst: inst, side: true}
+	dp := &proc{info: p.info, inst: inst, side: true, dry: true}
 	res, err := s.handle(ctx, dp, doc)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.dryRuns.Add(1)
-	s.dry.put(dryRunKey(pid, o.To, body), res.json, memoryAge)
+	s.dry.put(dryRunKey(pid, o.To, body), res.json, memoryAge, gen)
 	return res.json, nil
 }
 
@@ -589,7 +634,15 @@ func (s *Server) stateAt(ctx context.Context, p *proc, to int64) ([]byte, positi
 
 func (p *proc) mem0Config(s *Server) wasm.Config {
 	return wasm.Config{ComputeLimit: uint64(p.info.computeLimit), Arweave: p.info.drive,
-		Revert: func(r *wasm.Result) bool { return outputIsOOM(r.Output) }}
+		Revert:    func(r *wasm.Result) bool { return outputIsOOM(r.Output) },
+		FuelLimit: uint64(max(s.cfg.MessageFuel, 0))}
+}
+
+// dryRunConfig is mem0Config with the dry-run fuel limit.
+func (p *proc) dryRunConfig(s *Server) wasm.Config {
+	c := p.mem0Config(s)
+	c.FuelLimit = uint64(max(s.cfg.DryRunFuel, 0))
+	return c
 }
 
 // StateInfo describes the memory returned by State.

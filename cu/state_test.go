@@ -119,7 +119,7 @@ func TestDryRunCache(t *testing.T) {
 	x1 := n.eval(pid, "X = 1")
 	result(t, lURL, pid, x1)
 	for i := range 4 {
-		if code, r, raw := dryRun(t, lURL, pid, eval("return X"), ""); code != 200 || r.data() != "1" {
+		if code, r, raw := dryRun(t, lURL, pid, eval("return X"), "60000"); code != 200 || r.data() != "1" {
 			t.Fatalf("dry-run %d: %d %s", i, code, raw)
 		}
 	}
@@ -132,7 +132,7 @@ func TestDryRunCache(t *testing.T) {
 	if code, _, raw := dryRun(t, lURL, pid, eval("return X + 2"), ""); code != 429 || !strings.Contains(raw, `"error":"Rate limit exceeded"`) {
 		t.Fatalf("third body: %d %s", code, raw)
 	}
-	if code, r, _ := dryRun(t, lURL, pid, eval("return X"), ""); code != 200 || r.data() != "1" {
+	if code, r, _ := dryRun(t, lURL, pid, eval("return X"), "60000"); code != 200 || r.data() != "1" {
 		t.Fatalf("cache hit after the limit: %d", code)
 	}
 
@@ -169,6 +169,17 @@ func TestDryRunCache(t *testing.T) {
 	}
 	if got := result(t, url, pid, n.eval(pid, "return X")).data(); got != "2" {
 		t.Fatalf("X = %q after dry-runs", got)
+	}
+	// A cached result is never older than the latest evaluated message,
+	// whatever x-max-age allows (the repl's inbox check relies on it).
+	if _, r, raw := dryRun(t, url, pid, eval("return X"), "60000"); r.data() != "2" {
+		t.Fatalf("before the change: %s", raw)
+	}
+	result(t, url, pid, n.eval(pid, "X = 3"))
+	for _, maxAge := range []string{"60000", ""} {
+		if _, r, raw := dryRun(t, url, pid, eval("return X"), maxAge); r.data() != "3" {
+			t.Fatalf("x-max-age %q after the change: %s (a stale cached result)", maxAge, raw)
+		}
 	}
 	var all Page
 	getJSON(t, url+"/results/"+pid+"?limit=100", &all)

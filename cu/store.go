@@ -106,6 +106,28 @@ func (s *store) resultAt(ctx context.Context, pid string, ts, nonce int64) ([]by
 	return b, true, nil
 }
 
+// exhausted returns the nonces of pid's scheduled messages whose stored
+// result is an error containing errText.
+func (s *store) exhausted(ctx context.Context, pid, errText string) (map[int64]bool, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT ordinate FROM evaluations WHERE process=? AND cron='' AND is_error=1 AND instr(result, ?) > 0`, pid, errText)
+	if err != nil {
+		return nil, fmt.Errorf("cu: read failed results: %w", err)
+	}
+	defer rows.Close()
+	var out map[int64]bool
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("cu: read failed results: %w", err)
+		}
+		if out == nil {
+			out = map[int64]bool{}
+		}
+		out[n] = true
+	}
+	return out, rows.Err()
+}
+
 // evaluatedBefore reports whether msgID was already evaluated for pid at a
 // nonce below nonce (the reference's evaluation-stream dedupe, units.md §5.8).
 func (s *store) evaluatedBefore(ctx context.Context, pid, msgID string, nonce int64) (bool, error) {
