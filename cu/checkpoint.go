@@ -185,6 +185,9 @@ func (s *Server) enforceBudget(ctx context.Context) {
 	if s.cfg.MemoryBudget <= 0 {
 		return
 	}
+	// An eviction finishes even when the request that caused it is gone: a
+	// half-done one leaves an orphan checkpoint and the budget exceeded.
+	ctx = context.WithoutCancel(ctx)
 	s.mu.Lock()
 	var live []*proc
 	var total uint64

@@ -329,6 +329,10 @@ type HTTPScheduler struct {
 	Fixed   string
 	Gateway Gateway
 	Client  *http.Client
+	// Known are SU URLs asked directly for a process the gateway does not
+	// know yet (the node's own SU, say), so that a process spawned a moment
+	// ago is found before its SU has published it.
+	Known []string
 
 	mu    sync.Mutex
 	cache map[string]location // by process id
@@ -360,6 +364,25 @@ func (s *HTTPScheduler) locate(ctx context.Context, pid string) (string, error) 
 		return "", errors.New("cu: no SU URL and no gateway to locate one")
 	}
 	tx, err := s.Gateway.Tx(ctx, pid)
+	// A process spawned a moment ago may not be on the gateway yet: its SU
+	// publishes asynchronously. Ask the SUs this CU knows, then the gateway
+	// again for a little while, before calling it unknown.
+	for wait := 50 * time.Millisecond; errors.Is(err, ErrNotFound) && wait <= 800*time.Millisecond; wait *= 2 {
+		for _, u := range s.Known {
+			if s.has(ctx, u, pid) {
+				s.mu.Lock()
+				s.cache[pid] = location{url: u, expires: time.Now().Add(10 * time.Second)}
+				s.mu.Unlock()
+				return u, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
+		tx, err = s.Gateway.Tx(ctx, pid)
+	}
 	if err != nil {
 		return "", fmt.Errorf("cu: locate SU of %s: %w", pid, err)
 	}
@@ -375,6 +398,12 @@ func (s *HTTPScheduler) locate(ctx context.Context, pid string) (string, error) 
 	s.cache[pid] = location{url: u, expires: time.Now().Add(ttl)}
 	s.mu.Unlock()
 	return u, nil
+}
+
+// has reports whether the SU at base schedules pid.
+func (s *HTTPScheduler) has(ctx context.Context, base, pid string) bool {
+	_, code, err := httpGet(ctx, s.Client, base+"/processes/"+url.PathEscape(pid))
+	return err == nil && code == http.StatusOK
 }
 
 func (s *HTTPScheduler) get(ctx context.Context, pid, path string, q url.Values, out any) error {

@@ -213,6 +213,11 @@ func TestLimits(t *testing.T) {
 	if code := getJSON(t, cuURL+"/results/x?from=abc", &e); code != 400 {
 		t.Fatalf("bad cursor: %d", code)
 	}
+	// An unknown process is 404 on /results as on /result and /state.
+	unknown := strings.Repeat("U", 43)
+	if code := getJSON(t, cuURL+"/results/"+unknown, &e); code != 404 {
+		t.Fatalf("results of an unknown process: %d", code)
+	}
 }
 
 // TestParallel evaluates two processes at once; both must finish.

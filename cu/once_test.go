@@ -1,16 +1,20 @@
 package cu
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/internal/interop"
 )
 
 // evaluations is how many messages s has evaluated (scheduled, cron and
@@ -122,4 +126,55 @@ func tagAction(v string) ans104.Tag { return ans104.Tag{Name: "Action", Value: v
 // containsOutput reports whether r's printed output has s.
 func containsOutput(r resultJSON, s string) bool {
 	return strings.Contains(string(r.Output), s)
+}
+
+// lateGateway is the real gateway seen before the SU's asynchronous
+// publication of a process arrives: Tx of the process is not found for the
+// first misses calls.
+type lateGateway struct {
+	Gateway
+	pid    string
+	misses atomic.Int32
+}
+
+func (g *lateGateway) Tx(ctx context.Context, id string) (*Tx, error) {
+	if id == g.pid && g.misses.Add(-1) >= 0 {
+		return nil, fmt.Errorf("%w: not yet published", ErrNotFound)
+	}
+	return g.Gateway.Tx(ctx, id)
+}
+
+// TestSpawnedProcessFoundAtOnce asks a CU that locates SUs through the
+// gateway for a process the gateway does not have yet: it is found, through
+// the SUs the CU knows or by asking the gateway again.
+func TestSpawnedProcessFoundAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		known bool
+	}{{"known SU", true}, {"gateway again", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNetwork(t)
+			pid := n.spawn()
+			msg := n.eval(pid, "return 6 * 7")
+			gw := &lateGateway{Gateway: NewHTTPGateway(n.gwURL), pid: pid}
+			gw.misses.Store(3)
+			sched := NewHTTPScheduler("", gw)
+			if tc.known {
+				sched.Known = []string{n.suURL}
+			}
+			s, err := New(context.Background(), Config{DataDir: t.TempDir(), Scheduler: sched, Gateway: NewHTTPGateway(n.gwURL),
+				CacheDir: filepath.Join(interop.CacheDir(t), "wazero")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			b, err := s.Result(context.Background(), pid, msg)
+			if err != nil {
+				t.Fatalf("result of a process the gateway does not have yet: %v", err)
+			}
+			if !strings.Contains(string(b), "42") {
+				t.Fatalf("result %s", b)
+			}
+		})
+	}
 }

@@ -124,12 +124,14 @@ type Server struct {
 	unitID  string
 	workers *pool // scheduled messages
 	dryPool *pool // dry-runs
-	metrics *metrics
-	dry     dryCache
-	limiter *ipLimiter
-	ctx     context.Context
-	cancel  context.CancelFunc
-	bg      sync.WaitGroup
+	// stateCopies bounds the whole-memory copies /state makes at once.
+	stateCopies *pool
+	metrics     *metrics
+	dry         dryCache
+	limiter     *ipLimiter
+	ctx         context.Context
+	cancel      context.CancelFunc
+	bg          sync.WaitGroup
 
 	mu      sync.Mutex
 	procs   map[string]*proc
@@ -212,7 +214,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, sched: cfg.Scheduler, gw: cfg.Gateway, signer: cfg.Signer, store: st, log: cfg.Logger,
 		unitID:  h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
-		workers: newPool(cfg.Workers, 0), dryPool: newPool(cfg.DryRunWorkers, cfg.DryRunQueue), metrics: newMetrics(),
+		workers: newPool(cfg.Workers, 0), dryPool: newPool(cfg.DryRunWorkers, cfg.DryRunQueue),
+		stateCopies: newPool(2, 8), metrics: newMetrics(),
 		procs: map[string]*proc{}, modules: map[string]*modEntry{},
 		dry: dryCache{ttl: cfg.DryRunCacheTTL}, limiter: &ipLimiter{n: cfg.DryRunRateLimit, win: cfg.DryRunRateWindow},
 	}
@@ -408,8 +411,23 @@ type ResultsQuery struct {
 }
 
 // Results lists stored evaluations (no evaluation first, as the reference).
+// A process its scheduler does not know is 404, as on /result and /state.
 func (s *Server) Results(ctx context.Context, pid string, q ResultsQuery) (*Page, error) {
-	return s.page(ctx, pid, q, false)
+	pg, err := s.page(ctx, pid, q, false)
+	if err != nil || len(pg.Edges) > 0 {
+		return pg, err
+	}
+	s.mu.Lock()
+	_, known := s.procs[pid]
+	s.mu.Unlock()
+	if !known {
+		if _, err := s.sched.Process(ctx, pid); errors.Is(err, ErrNotFound) {
+			return nil, httpErr(http.StatusNotFound, "Process %s was not found on its scheduler", pid)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return pg, nil
 }
 
 // Cron evaluates pid up to q.To (or the SU's clock) and lists cron results.
@@ -750,6 +768,18 @@ func (s *Server) Handler() http.Handler {
 		s.reply(w, b, err)
 	})
 	mux.HandleFunc("GET /state/{process}", func(w http.ResponseWriter, r *http.Request) {
+		// Each answer is a copy of a whole process memory (up to the
+		// memory limit): a few at a time, a bounded line, then 503.
+		if err := s.stateCopies.acquire(r.Context()); err != nil {
+			if errors.Is(err, errPoolFull) {
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "Too many state downloads at once; retry in a few seconds")
+				return
+			}
+			s.fail(w, err)
+			return
+		}
+		defer s.stateCopies.release()
 		var (
 			mem  []byte
 			info StateInfo
