@@ -39,6 +39,13 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 	}
 	publish := s.cfg.PublishInterval > 0 && s.signer != nil && time.Since(p.pubAt) >= s.cfg.PublishInterval &&
 		p.pos.Nonce >= 0 && p.pos.Ordinate == p.pos.Nonce
+	if p.dirty == 0 && !publish && !p.side {
+		// Nothing evaluated since the instance came from its checkpoint:
+		// no need to hash and write the same memory again.
+		if st, ok := s.localCheckpoint(ctx, p.info.pid); ok && st.Pos == p.pos {
+			return nil
+		}
+	}
 	// (Ordinate differs from Nonce only after a deduplicated message; such a
 	// position cannot be told in the reference's tags.)
 	var (

@@ -65,7 +65,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 		{"ao_cu_cold_starts_total", "Instances started from scratch (full replay).", "counter", m.coldStarts.Load()},
 		{"ao_cu_evictions_total", "Instances evicted to keep the memory budget.", "counter", m.evictions.Load()},
 		{"ao_cu_live_instances", "Live process instances.", "gauge", live},
-		{"ao_cu_live_memory_bytes", "Linear memory of live instances.", "gauge", mem},
+		{"ao_cu_live_memory_bytes", "Resident memory of live instances (linear memory and rollback base), as the budget counts it.", "gauge", mem},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", c.name, c.help, c.name, c.kind, c.name, c.v)
 	}

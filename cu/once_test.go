@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -177,4 +178,54 @@ func TestSpawnedProcessFoundAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBudgetByResident: the memory budget counts what instances hold, not
+// their 105 MiB linear memories, so several aos processes fit in 64 MiB.
+// An instance evicted with nothing evaluated since its restore is not
+// checkpointed again.
+func TestBudgetByResident(t *testing.T) {
+	n := newNetwork(t)
+	s, cuURL := n.newCU(Config{MemoryBudget: 64 << 20}, false)
+	var pids []string
+	for range 3 {
+		pid := n.spawn()
+		result(t, cuURL, pid, n.eval(pid, "return 1"))
+		pids = append(pids, pid)
+	}
+	var sb strings.Builder
+	s.writeMetrics(&sb)
+	t.Logf("live memory:\n%s", grepLines(sb.String(), "ao_cu_live"))
+	if e := s.metrics.evictions.Load(); e != 0 {
+		if untouchedWorks() {
+			t.Fatalf("%d evictions of 3 small aos processes under a 64 MiB budget", e)
+		}
+		t.Skip("no /proc/self/pagemap: resident memory is the full size")
+	}
+	// Evict everything, restore one, evict it again: one checkpoint each.
+	s.cfg.MemoryBudget = 1
+	s.enforceBudget(context.Background())
+	cps := s.metrics.checkpoints.Load()
+	if _, _, err := s.State(context.Background(), pids[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.enforceBudget(context.Background())
+	if got := s.metrics.checkpoints.Load(); got != cps {
+		t.Fatalf("an unchanged restored instance was checkpointed again (%d → %d)", cps, got)
+	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func untouchedWorks() bool {
+	_, err := os.Stat("/proc/self/pagemap")
+	return err == nil
 }

@@ -1,10 +1,36 @@
 package cu
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 )
+
+// DefaultMemoryBudget is a quarter of the machine's memory (MemTotal of
+// /proc/meminfo), at least 1 GiB; 1 GiB where that cannot be read.
+func DefaultMemoryBudget() int64 {
+	const floor = 1 << 30
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return floor
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return floor
+			}
+			return max(floor, kb<<10/4)
+		}
+	}
+	return floor
+}
 
 // Fuel defaults, in the units of wasm.Config.FuelLimit. The aos Lua
 // interpreter burns about 30e9 a second on this project's 2-core test

@@ -89,7 +89,8 @@ type proc struct {
 	pos     position
 	dirty   int       // messages since the last file checkpoint
 	lastUse time.Time // for the LRU (guarded by Server.mu)
-	size    uint64    // memory of inst (guarded by Server.mu)
+	size    uint64    // resident memory of inst (guarded by Server.mu)
+	sizedAt time.Time // when size was last measured
 	pubAt   time.Time // last published checkpoint
 
 	side       bool           // a throwaway evaluation of the past: never checkpointed
@@ -767,11 +768,22 @@ func outputIsOOM(o json.RawMessage) bool {
 
 // touch records p's use and memory for the LRU.
 func (s *Server) touch(p *proc) {
-	var size uint64
+	// Resident memory is read from the page tables (0.7 ms for an aos
+	// instance), so at most once a second per process.
+	size, stale := uint64(0), false
 	if p.inst != nil {
-		size = p.inst.MemorySize()
+		stale = time.Since(p.sizedAt) > time.Second
+		if stale {
+			size = p.inst.Resident()
+			p.sizedAt = time.Now()
+		}
+	} else {
+		p.sizedAt = time.Time{}
 	}
 	s.mu.Lock()
-	p.lastUse, p.size = time.Now(), size
+	p.lastUse = time.Now()
+	if stale || p.inst == nil {
+		p.size = size
+	}
 	s.mu.Unlock()
 }

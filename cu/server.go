@@ -48,9 +48,11 @@ type Config struct {
 	// reported by GET / (default: the signer's address, if it has one).
 	Signer  ans104.Signer
 	Address string
-	// MemoryBudget bounds the memory of live instances (bytes; default
-	// 1 GiB, the reference's process cache size). Least recently used
-	// instances are checkpointed and closed beyond it.
+	// MemoryBudget bounds the memory live instances hold (bytes of their
+	// resident pages, linear memory and rollback base; default a quarter of
+	// the machine's memory, at least 1 GiB, the reference's process cache
+	// size). Least recently used instances are checkpointed and closed
+	// beyond it. Negative: no budget.
 	MemoryBudget int64
 	// CheckpointEvery writes a file checkpoint after this many evaluated
 	// messages (default 1000; negative disables periodic ones).
@@ -147,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.DataDir = filepath.Join(".aonode", "cu")
 	}
 	if cfg.MemoryBudget == 0 {
-		cfg.MemoryBudget = 1 << 30
+		cfg.MemoryBudget = DefaultMemoryBudget()
 	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = 1000

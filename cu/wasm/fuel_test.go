@@ -105,3 +105,28 @@ func BenchmarkFuelRate(b *testing.B) {
 	}
 	b.ReportMetric(float64(limit)*float64(b.N)/time.Since(start).Seconds()/1e9, "Gfuel/s")
 }
+
+// TestResident checks that a booted aos instance holds far less than its
+// linear memory, and that memory it writes counts.
+func TestResident(t *testing.T) {
+	in, s, env := booted(t, Config{})
+	before, size := in.Resident(), in.MemorySize()
+	t.Logf("booted aos: %d KiB resident of %d KiB", before>>10, size>>10)
+	if before == size {
+		t.Skip("no /proc/self/pagemap here")
+	}
+	if before == 0 || before >= size {
+		t.Fatalf("resident %d of %d", before, size)
+	}
+	mustHandle(t, in, s.eval(`Big = string.rep("y", 20 * 1024 * 1024); return #Big`), env)
+	if after := in.Resident(); after < before+20<<20 {
+		t.Fatalf("resident %d after writing 20 MiB (was %d)", after, before)
+	}
+}
+
+func BenchmarkResident(b *testing.B) {
+	in, _, _ := booted(b, Config{})
+	for range b.N {
+		in.Resident()
+	}
+}
