@@ -28,6 +28,14 @@ func (m *metrics) observe(d time.Duration) {
 	m.mu.Unlock()
 }
 
+// Evaluations is how many messages the CU has evaluated: scheduled, cron
+// and dry-run (ao_cu_messages_evaluated_total).
+func (s *Server) Evaluations() int64 {
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	return s.metrics.messages
+}
+
 func (s *Server) writeMetrics(w io.Writer) {
 	m := s.metrics
 	m.mu.Lock()

@@ -35,7 +35,10 @@ type Config struct {
 	CUPort        int
 	MUPort        int
 	BlockInterval time.Duration // default 1 s
-	Logger        *slog.Logger
+	// MemoryBudget bounds the CU's live instances (bytes; 0: the CU's
+	// default, a quarter of the machine's memory).
+	MemoryBudget int64
+	Logger       *slog.Logger
 	// Progress, when set, is told about slow first-start work (key generation).
 	Progress func(msg string)
 }
@@ -149,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	gw := cu.NewHTTPGateway(n.GatewayURL)
 	n.CU, err = cu.New(ctx, cu.Config{
 		DataDir: filepath.Join(cfg.DataDir, "cu"), Scheduler: cu.NewHTTPScheduler("", gw), Gateway: gw,
-		Signer: cuWallet, Logger: cfg.Logger,
+		Signer: cuWallet, Logger: cfg.Logger, MemoryBudget: cfg.MemoryBudget,
 	})
 	if err != nil {
 		return nil, err

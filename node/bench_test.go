@@ -1,0 +1,35 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aonode/aonode/internal/interop"
+)
+
+// TestRunBench runs a small `aonode bench node` and checks its table: every
+// row, and one evaluation per client message.
+func TestRunBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes")
+	}
+	var out bytes.Buffer
+	cfg := BenchConfig{WasmPath: interop.WaoModulePath(t, "aos2_0_4_32.wasm"), Messages: 20, Processes: 4, PerProcess: 3,
+		Random: 6, Accesses: 12, RandomBudget: 8 << 20, Concurrency: 3}
+	if err := RunBench(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", out.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want a header and 3 rows:\n%s", out.String())
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if evals := f[len(f)-1]; evals != "1.00" {
+			t.Errorf("evaluations per message %s, want 1.00: %s", evals, l)
+		}
+	}
+}
