@@ -34,7 +34,9 @@ type Config struct {
 	Workers int
 	// MaxAttempts ends a step that keeps failing transiently (a unit that is
 	// down, a 5xx). Zero or negative: never, the default, so an outage delays
-	// messages but loses none; permanent failures (4xx) end a step at once.
+	// messages but loses none. A refusal that no retry can change (413, 422,
+	// an invalid item: see refusal) ends a step at once as failed, kept in
+	// the trace with its reason, so that it does not hold up its queue.
 	// RetryDelay doubles per attempt up to MaxRetryDelay (defaults 250 ms, 30 s).
 	MaxAttempts   int
 	RetryDelay    time.Duration
