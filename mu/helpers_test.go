@@ -58,7 +58,9 @@ type fakeCU struct {
 	script script
 	cache  map[string][]byte
 	calls  map[string]int
-	fail   int // fail this many /result calls with 500 first
+	fail   int           // fail this many /result calls with 500 first
+	hold   chan struct{} // when set, /result waits until it is closed
+	held   int           // /result calls waiting on hold
 	crons  map[string][]cronEdge
 }
 
@@ -84,6 +86,16 @@ func (f *fakeCU) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *fakeCU) result(w http.ResponseWriter, r *http.Request, id, pid string) {
 	f.mu.Lock()
 	f.calls[id]++
+	if hold := f.hold; hold != nil {
+		f.held++
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+		f.mu.Lock()
+		f.held--
+	}
 	if f.fail > 0 {
 		f.fail--
 		f.mu.Unlock()

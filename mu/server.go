@@ -30,8 +30,13 @@ type Config struct {
 	Gateway    GatewayClient
 	GatewayURL string
 	CUURL      string
-	// Workers bounds concurrent steps (default 16).
+	// Workers bounds concurrent crank steps: pulls and pushes (default 16).
 	Workers int
+	// IngestWorkers bounds concurrent ingest steps, users' items and
+	// assignments on their way to the SU (default 16). Ingest has its own
+	// budget so that POST / is never queued behind cranking: what the MU
+	// acknowledges, the SU holds, and a result() right after it is answered.
+	IngestWorkers int
 	// MaxAttempts ends a step that keeps failing transiently (a unit that is
 	// down, a 5xx). Zero or negative: never, the default, so an outage delays
 	// messages but loses none. A refusal that no retry can change (413, 422,
@@ -65,7 +70,8 @@ type Server struct {
 	cu      ComputeClient
 	gw      GatewayClient
 	loc     *locator
-	run     *runner
+	run     *runner // the crank
+	in      *runner // ingest: its own workers, successors go to run
 	crons   *crons
 	lim     *limiter
 	metrics *metrics
@@ -110,6 +116,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
 	}
+	if cfg.IngestWorkers <= 0 {
+		cfg.IngestWorkers = 16
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
 	}
@@ -127,6 +136,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.run = &runner{st: st, exec: s.exec, log: cfg.Logger, workers: cfg.Workers, maxAttempts: max(cfg.MaxAttempts, 0),
 		baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
 	s.run.init()
+	s.in = &runner{st: st, exec: s.exec, out: s.run, log: cfg.Logger, workers: cfg.IngestWorkers, maxAttempts: max(cfg.MaxAttempts, 0),
+		baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
+	s.in.init()
 	s.crons = &crons{s: s, cursors: map[string]string{}, inflight: map[string]bool{}}
 
 	pending, err := st.pending(ctx)
@@ -143,7 +155,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.crons.cursors[pid] = cur
 	}
 	s.metrics.monitors.Store(int64(len(mons)))
-	s.run.add(pending...)
+	for _, t := range pending {
+		if t.Kind == kindIngest {
+			s.in.add(t)
+		} else {
+			s.run.add(t)
+		}
+	}
 	if len(pending) > 0 {
 		s.log.Info("resuming crank steps", "pending", len(pending))
 	}
@@ -151,6 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() { s.run.run(bg) })
+	s.wg.Go(func() { s.in.run(bg) })
 	s.wg.Go(func() { s.crons.run(bg, cfg.CronInterval) })
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Minute)
@@ -187,12 +206,15 @@ func (s *Server) Close() error {
 // Idle waits until no step is pending or running (or ctx ends); for tests
 // and benchmarks.
 func (s *Server) Idle(ctx context.Context) error {
-	select {
-	case <-s.run.idleCh():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	// Ingest first: its steps add to the crank, never the other way round.
+	for _, r := range []*runner{s.in, s.run} {
+		select {
+		case <-r.idleCh():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // ---- HTTP ----
@@ -407,7 +429,7 @@ func (s *Server) submit(ctx context.Context, t *task) (<-chan firstResult, error
 	}); err != nil {
 		return nil, err
 	}
-	return s.run.submit(ctx, t)
+	return s.in.submit(ctx, t)
 }
 
 func (s *Server) postAssign(w http.ResponseWriter, r *http.Request) {
