@@ -31,7 +31,9 @@ func TestIngestNotBehindCrank(t *testing.T) {
 		return e.cu.held == workers
 	})
 	for i := range 3 {
+		start := time.Now()
 		id := e.send(ps[workers], tg("Action", "Hi", "N", string(rune('0'+i)))...)
+		t.Logf("message %d answered in %v with the crank saturated", i, time.Since(start))
 		found := false
 		for _, m := range e.messagesTo(ps[workers]) {
 			found = found || m.Message.ID == id
