@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aonode/aonode/ans104"
 )
@@ -79,13 +80,45 @@ func locateErr(err error, userFacing bool) error {
 	return err
 }
 
-// suErr makes an SU's 4xx answer to a user's own item final (they get it back);
-// in the crank 4xx is retried, since the reference SU answers 400 also for
-// transient conditions ("Transaction … not found" before it is published).
-func suErr(err error, userFacing bool) error {
+// refusal reports whether err is another unit's deterministic refusal of a
+// request: sending the very same bytes again cannot succeed (413 too large,
+// 422, an invalid item), so the step ends as failed instead of blocking its
+// queue for ever. Everything else is retried: 5xx and transport errors, and
+// the 4xx a retry can change (404 and the reference SU's 400 "… not found"
+// before a process or transaction is published, 400 "Not enough
+// confirmations", 408, 409, 425, 429, and 401/403 from a misconfigured proxy).
+func refusal(err error) (*HTTPError, bool) {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		return nil, false
+	}
+	switch he.Status {
+	case http.StatusRequestEntityTooLarge, http.StatusRequestURITooLong, http.StatusUnsupportedMediaType,
+		http.StatusUnprocessableEntity, http.StatusRequestHeaderFieldsTooLarge:
+		return he, true
+	case http.StatusBadRequest:
+		b := strings.ToLower(he.Body)
+		for _, transient := range []string{"not found", "confirmation", "not available", "access denied"} {
+			if strings.Contains(b, transient) {
+				return he, false
+			}
+		}
+		return he, true
+	}
+	return he, false
+}
+
+// unitErr classifies another unit's answer to a step. A user's own item
+// (userFacing: the first attempt, which the submitter waits for) fails on any
+// 4xx but 429, so they are told at once; later, and in the crank, only a
+// refusal (see refusal) fails.
+func unitErr(err error, userFacing bool) error {
 	var he *HTTPError
 	if userFacing && errors.As(err, &he) && he.Status/100 == 4 && he.Status != http.StatusTooManyRequests {
 		return permanent(he.Status, fmt.Errorf("%d: %s", he.Status, he.Body))
+	}
+	if he, ok := refusal(err); ok {
+		return permanent(he.Status, fmt.Errorf("refused: %w", err))
 	}
 	return err
 }
@@ -99,7 +132,7 @@ func (s *Server) execIngest(ctx context.Context, t *task) ([]*task, error) {
 		}
 		aid, err := s.su.Assign(ctx, u, t.Payload.Pid, a.Message, a.BaseLayer, a.Exclude)
 		if err != nil {
-			return nil, suErr(err, user)
+			return nil, unitErr(err, user)
 		}
 		t.Ref = aid
 		return []*task{pullTask(t.Payload.Pid, aid, t.Root)}, nil
@@ -119,7 +152,7 @@ func (s *Server) execIngest(ctx context.Context, t *task) ([]*task, error) {
 		}
 		id, err := s.su.Write(ctx, u, t.Item)
 		if err != nil {
-			return nil, suErr(err, user)
+			return nil, unitErr(err, user)
 		}
 		if err := s.loc.remember(ctx, id, item.Tags); err != nil {
 			return nil, err
@@ -141,7 +174,7 @@ func (s *Server) execIngest(ctx context.Context, t *task) ([]*task, error) {
 	}
 	id, err := s.su.Write(ctx, u, t.Item)
 	if err != nil {
-		return nil, suErr(err, user)
+		return nil, unitErr(err, user)
 	}
 	return []*task{pullTask(pid, id, t.Root)}, nil
 }
@@ -216,7 +249,7 @@ func (s *Server) execMessage(ctx context.Context, t *task) ([]*task, error) {
 		// Not a transaction the gateway knows: a wallet. The message is kept
 		// in the permanent store and the branch ends (units.md §4.4).
 		if err := s.gw.Upload(ctx, t.Item); err != nil {
-			return nil, fmt.Errorf("storing message %s to wallet %s: %w", t.Ref, target, err)
+			return nil, unitErr(fmt.Errorf("storing message %s to wallet %s: %w", t.Ref, target, err), false)
 		}
 		return nil, nil
 	}
@@ -225,7 +258,7 @@ func (s *Server) execMessage(ctx context.Context, t *task) ([]*task, error) {
 	}
 	id, err := s.su.Write(ctx, u, t.Item)
 	if err != nil {
-		return nil, err
+		return nil, unitErr(fmt.Errorf("pushing message %s to %s: %w", t.Ref, target, err), false)
 	}
 	next := []*task{pullTask(target, id, t.Root)}
 	for _, p := range assignTo {
@@ -262,7 +295,7 @@ func (s *Server) execSpawn(ctx context.Context, t *task) ([]*task, error) {
 	}
 	pid, err := s.su.Write(ctx, u, t.Item)
 	if err != nil {
-		return nil, err
+		return nil, unitErr(fmt.Errorf("pushing spawn %s: %w", t.Ref, err), false)
 	}
 	if err := s.loc.remember(ctx, pid, item.Tags); err != nil {
 		return nil, err
@@ -284,7 +317,7 @@ func (s *Server) execAssign(ctx context.Context, t *task) ([]*task, error) {
 	}
 	aid, err := s.su.Assign(ctx, u, t.Payload.Pid, a.Message, a.BaseLayer, a.Exclude)
 	if err != nil {
-		return nil, err
+		return nil, unitErr(fmt.Errorf("assigning %s to %s: %w", a.Message, t.Payload.Pid, err), false)
 	}
 	return []*task{pullTask(t.Payload.Pid, aid, t.Root)}, nil
 }

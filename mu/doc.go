@@ -13,7 +13,11 @@
 // (process, message, index), so pulling a result again never re-signs them.
 //
 // Tasks that push from one process to another run in outbox order (one FIFO per
-// sender and target); everything else runs concurrently.
+// sender and target); everything else runs concurrently. A step that another
+// unit refuses in a way no retry can change (413, 422, an invalid item) ends
+// as failed and stays in the trace with its reason, so that it does not hold
+// up its queue; anything else is retried. Users' items reach their SU on
+// workers of their own, never queued behind the crank.
 //
 // Layout: Config and Server (server.go) front a core of three interfaces,
 // SchedulerClient, ComputeClient and GatewayClient (clients.go, with HTTP

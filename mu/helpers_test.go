@@ -52,14 +52,18 @@ type script func(pid string, m suMsg) map[string]any
 // script; results are cached per message like the real CU's. /cron serves the
 // edges added with addCron.
 type fakeCU struct {
-	t      testing.TB
-	suURL  string
-	mu     sync.Mutex
-	script script
-	cache  map[string][]byte
-	calls  map[string]int
-	fail   int // fail this many /result calls with 500 first
-	crons  map[string][]cronEdge
+	t        testing.TB
+	suURL    string
+	mu       sync.Mutex
+	script   script
+	cache    map[string][]byte
+	calls    map[string]int
+	fail     int           // fail this many /result calls with 500 first
+	hold     chan struct{} // when set, /result waits until it is closed
+	held     int           // /result calls waiting on hold
+	crons    map[string][]cronEdge
+	polls    map[string]int  // /cron and /results calls per process
+	cronFail map[string]bool // answer /cron with 500 for these processes
 }
 
 type cronEdge struct {
@@ -72,10 +76,19 @@ func (f *fakeCU) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case len(segs) == 2 && segs[0] == "result":
 		f.result(w, r, segs[1], r.URL.Query().Get("process-id"))
-	case len(segs) == 2 && segs[0] == "cron":
-		f.cron(w, r, segs[1])
-	case len(segs) == 2 && segs[0] == "results":
-		io.WriteString(w, `{"pageInfo":{"hasNextPage":false},"edges":[]}`)
+	case len(segs) == 2 && (segs[0] == "cron" || segs[0] == "results"):
+		f.mu.Lock()
+		f.polls[segs[1]]++
+		fail := f.cronFail[segs[1]]
+		f.mu.Unlock()
+		switch {
+		case fail:
+			http.Error(w, `{"error":"injected cron failure"}`, 500)
+		case segs[0] == "cron":
+			f.cron(w, r, segs[1])
+		default:
+			io.WriteString(w, `{"pageInfo":{"hasNextPage":false},"edges":[]}`)
+		}
 	default:
 		http.Error(w, `{"error":"not found"}`, 404)
 	}
@@ -84,6 +97,16 @@ func (f *fakeCU) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *fakeCU) result(w http.ResponseWriter, r *http.Request, id, pid string) {
 	f.mu.Lock()
 	f.calls[id]++
+	if hold := f.hold; hold != nil {
+		f.held++
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+		f.mu.Lock()
+		f.held--
+	}
 	if f.fail > 0 {
 		f.fail--
 		f.mu.Unlock()
@@ -269,7 +292,8 @@ func newNet(t testing.TB) *env {
 	if err := s.Flush(fctx); err != nil {
 		t.Fatal(err)
 	}
-	e.cu = &fakeCU{t: t, suURL: suHTTP.URL, cache: map[string][]byte{}, calls: map[string]int{}, crons: map[string][]cronEdge{}}
+	e.cu = &fakeCU{t: t, suURL: suHTTP.URL, cache: map[string][]byte{}, calls: map[string]int{}, crons: map[string][]cronEdge{},
+		polls: map[string]int{}, cronFail: map[string]bool{}}
 	cu := httptest.NewServer(e.cu)
 	e.cuURL = cu.URL
 	e.user = genWallet(t, wallet.Ed25519)

@@ -14,6 +14,8 @@ type metrics struct {
 	pending  atomic.Int64
 	retries  atomic.Int64
 	monitors atomic.Int64
+	// monitorsFailing counts monitors whose last poll failed (backing off).
+	monitorsFailing atomic.Int64
 
 	mu       sync.Mutex
 	doneN    map[string]int64
@@ -56,6 +58,7 @@ func (m *metrics) writeTo(w io.Writer) {
 	fmt.Fprintf(w, "# HELP mu_tasks_pending Crank steps waiting or running.\n# TYPE mu_tasks_pending gauge\nmu_tasks_pending %d\n", m.pending.Load())
 	fmt.Fprintf(w, "# HELP mu_task_retries_total Failed step attempts that will be retried.\n# TYPE mu_task_retries_total counter\nmu_task_retries_total %d\n", m.retries.Load())
 	fmt.Fprintf(w, "# HELP mu_monitors Cron-monitored processes.\n# TYPE mu_monitors gauge\nmu_monitors %d\n", m.monitors.Load())
+	fmt.Fprintf(w, "# HELP mu_monitors_failing Monitored processes whose last poll failed (polled with back-off).\n# TYPE mu_monitors_failing gauge\nmu_monitors_failing %d\n", m.monitorsFailing.Load())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fmt.Fprintf(w, "# HELP mu_tasks_done_total Crank steps completed, by kind.\n# TYPE mu_tasks_done_total counter\n")

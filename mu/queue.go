@@ -39,9 +39,14 @@ type firstResult struct {
 // parallel up to the worker limit. A failed task keeps its place at the head
 // of its queue until it succeeds or fails for good, which is what keeps one
 // sender's pushes to one target in outbox order.
+//
+// The MU runs two: one for ingest (users' items on their way to the SU) and
+// one for the crank, so that a user's POST / never waits for a worker behind
+// pulls and pushes; successors of an ingest step go to the crank's runner.
 type runner struct {
 	st          *store
 	exec        func(ctx context.Context, t *task) ([]*task, error)
+	out         *runner // where successors go; nil: this runner
 	log         *slog.Logger
 	workers     int
 	maxAttempts int
@@ -206,7 +211,11 @@ func (r *runner) step(ctx context.Context, t *task) {
 		t.State = stateDone
 		r.metrics.done(t.Kind)
 		notify = &firstResult{id: t.Ref}
-		r.add(next...)
+		if r.out != nil {
+			r.out.add(next...)
+		} else {
+			r.add(next...)
+		}
 	default:
 		t.Attempts++
 		t.LastError = err.Error()

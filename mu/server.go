@@ -30,17 +30,29 @@ type Config struct {
 	Gateway    GatewayClient
 	GatewayURL string
 	CUURL      string
-	// Workers bounds concurrent steps (default 16).
+	// Workers bounds concurrent crank steps: pulls and pushes (default 16).
 	Workers int
+	// IngestWorkers bounds concurrent ingest steps, users' items and
+	// assignments on their way to the SU (default 16). Ingest has its own
+	// budget so that POST / is never queued behind cranking: what the MU
+	// acknowledges, the SU holds, and a result() right after it is answered.
+	IngestWorkers int
 	// MaxAttempts ends a step that keeps failing transiently (a unit that is
 	// down, a 5xx). Zero or negative: never, the default, so an outage delays
-	// messages but loses none; permanent failures (4xx) end a step at once.
+	// messages but loses none. A refusal that no retry can change (413, 422,
+	// an invalid item: see refusal) ends a step at once as failed, kept in
+	// the trace with its reason, so that it does not hold up its queue.
 	// RetryDelay doubles per attempt up to MaxRetryDelay (defaults 250 ms, 30 s).
 	MaxAttempts   int
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
 	// CronInterval is how often monitored processes are polled (default 1 s).
+	// A monitor whose polls fail is polled less often: the interval doubles
+	// per failure up to MaxRetryDelay.
 	CronInterval time.Duration
+	// MaxMonitors caps the cron-monitored processes (default 1000): each
+	// costs a CU request per CronInterval, and a monitor is stored durably.
+	MaxMonitors int
 	// RateLimit limits items per wallet at ingress (zero: off).
 	RateLimit RateLimit
 	// SpawnPush also pulls and cranks a new process's boot result (AOP-6).
@@ -63,7 +75,8 @@ type Server struct {
 	cu      ComputeClient
 	gw      GatewayClient
 	loc     *locator
-	run     *runner
+	run     *runner // the crank
+	in      *runner // ingest: its own workers, successors go to run
 	crons   *crons
 	lim     *limiter
 	metrics *metrics
@@ -108,6 +121,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
 	}
+	if cfg.IngestWorkers <= 0 {
+		cfg.IngestWorkers = 16
+	}
+	if cfg.MaxMonitors <= 0 {
+		cfg.MaxMonitors = 1000
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 10 << 20
 	}
@@ -125,7 +144,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.run = &runner{st: st, exec: s.exec, log: cfg.Logger, workers: cfg.Workers, maxAttempts: max(cfg.MaxAttempts, 0),
 		baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
 	s.run.init()
-	s.crons = &crons{s: s, cursors: map[string]string{}, inflight: map[string]bool{}}
+	s.in = &runner{st: st, exec: s.exec, out: s.run, log: cfg.Logger, workers: cfg.IngestWorkers, maxAttempts: max(cfg.MaxAttempts, 0),
+		baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
+	s.in.init()
+	s.crons = &crons{s: s, max: cfg.MaxMonitors, every: cfg.CronInterval, maxDelay: max(cfg.MaxRetryDelay, cfg.CronInterval),
+		cursors: map[string]string{}, inflight: map[string]bool{}, failing: map[string]*backoff{}}
 
 	pending, err := st.pending(ctx)
 	if err != nil {
@@ -141,7 +164,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.crons.cursors[pid] = cur
 	}
 	s.metrics.monitors.Store(int64(len(mons)))
-	s.run.add(pending...)
+	for _, t := range pending {
+		if t.Kind == kindIngest {
+			s.in.add(t)
+		} else {
+			s.run.add(t)
+		}
+	}
 	if len(pending) > 0 {
 		s.log.Info("resuming crank steps", "pending", len(pending))
 	}
@@ -149,7 +178,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() { s.run.run(bg) })
-	s.wg.Go(func() { s.crons.run(bg, cfg.CronInterval) })
+	s.wg.Go(func() { s.in.run(bg) })
+	s.wg.Go(func() { s.crons.run(bg) })
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
@@ -185,12 +215,15 @@ func (s *Server) Close() error {
 // Idle waits until no step is pending or running (or ctx ends); for tests
 // and benchmarks.
 func (s *Server) Idle(ctx context.Context) error {
-	select {
-	case <-s.run.idleCh():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	// Ingest first: its steps add to the crank, never the other way round.
+	for _, r := range []*runner{s.in, s.run} {
+		select {
+		case <-r.idleCh():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // ---- HTTP ----
@@ -277,11 +310,15 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	return readBodyMax(w, r, s.cfg.MaxBodyBytes)
+}
+
+func readBodyMax(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Payload larger than %d bytes", s.cfg.MaxBodyBytes))
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Payload larger than %d bytes", limit))
 		} else {
 			writeError(w, http.StatusBadRequest, "Cannot read the request body")
 		}
@@ -405,7 +442,7 @@ func (s *Server) submit(ctx context.Context, t *task) (<-chan firstResult, error
 	}); err != nil {
 		return nil, err
 	}
-	return s.run.submit(ctx, t)
+	return s.in.submit(ctx, t)
 }
 
 func (s *Server) postAssign(w http.ResponseWriter, r *http.Request) {
@@ -455,43 +492,81 @@ func (s *Server) postAssign(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// monitorBodyBytes bounds a monitor request: one small signed item
+// (aoconnect's has the data " " and no tags).
+const monitorBodyBytes = 64 << 10
+
+// monitor starts (POST) or stops (DELETE) polling a process's crons. The
+// body must be a data item with a valid signature whose target is the
+// process, as aoconnect's monitor() and unmonitor() send; the reference does
+// not verify it, but a monitor costs a CU request per CronInterval for ever,
+// so only a signed request for a process its SU knows, up to MaxMonitors,
+// is stored.
 func (s *Server) monitor(w http.ResponseWriter, r *http.Request, pid string) {
 	if _, err := ans104.DecodeID(pid); err != nil {
 		writeError(w, http.StatusBadRequest, "Invalid process id: "+err.Error())
 		return
 	}
-	body, ok := s.readBody(w, r)
+	body, ok := readBodyMax(w, r, monitorBodyBytes)
 	if !ok {
 		return
 	}
-	// The reference does not verify this item's signature; we only require
-	// that it is one and, when it has a target, that it names the process.
-	if len(body) > 0 {
-		item, err := ans104.Parse(body)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "Invalid data item: "+err.Error())
-			return
-		}
-		if len(item.Target) == 32 && ans104.Base64URL(item.Target) != pid {
-			writeError(w, http.StatusBadRequest, "The data item's target is not "+pid)
-			return
-		}
+	if len(body) == 0 {
+		writeError(w, http.StatusBadRequest, "The body must be a data item signed by you whose target is the process "+pid)
+		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	item, err := ans104.Parse(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Invalid data item: "+err.Error())
+		return
+	}
+	if err := item.Verify(); err != nil {
+		writeError(w, http.StatusBadRequest, "Data item "+item.ID()+" does not verify: invalid signature")
+		return
+	}
+	if len(item.Target) != 32 || ans104.Base64URL(item.Target) != pid {
+		writeError(w, http.StatusBadRequest, "The data item's target must be the process "+pid)
+		return
+	}
 	if r.Method == http.MethodDelete {
+		s.crons.admit.Lock()
+		defer s.crons.admit.Unlock()
 		if err := s.st.deleteMonitor(r.Context(), pid); err != nil {
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+			writeError(w, http.StatusServiceUnavailable, "cannot delete the monitor: "+err.Error())
 			return
 		}
 		s.crons.set(pid, false)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "Process deleted")
 		return
 	}
-	if err := s.st.putMonitor(r.Context(), pid); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
+	if on, _ := s.crons.state(pid); !on {
+		if _, _, err := s.loc.locate(r.Context(), pid); err != nil {
+			switch {
+			case errors.Is(err, errNotProcess):
+				writeError(w, http.StatusBadRequest, err.Error())
+			case errors.Is(err, ErrNotFound):
+				writeError(w, http.StatusNotFound, "Process "+pid+" or its scheduler not found: "+err.Error())
+			default:
+				writeError(w, http.StatusServiceUnavailable, "cannot locate the process: "+err.Error())
+			}
+			return
+		}
 	}
-	s.crons.set(pid, true)
+	s.crons.admit.Lock()
+	defer s.crons.admit.Unlock()
+	if on, n := s.crons.state(pid); !on {
+		if n >= s.crons.max {
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("This MU monitors %d processes, its limit", n))
+			return
+		}
+		if err := s.st.putMonitor(r.Context(), pid); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "cannot store the monitor: "+err.Error())
+			return
+		}
+		s.crons.set(pid, true)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "Monitoring process")
 }
 
