@@ -180,6 +180,28 @@ async function main() {
       const { r } = await evalLua(other, "return Seen or ''");
       return outputData(r) === "assigned";
     });
+    // What the assigned-to process sends afterwards is still delivered: the
+    // MU pulls the assignment's result by the assignment id, which the CU
+    // must answer, or every later outbox of that process waits behind it.
+    await evalLua(pid, `Got = {}; Handlers.add("after", Handlers.utils.hasMatchingTag("Action", "After"), function (msg) table.insert(Got, msg.Data) end)`);
+    await evalLua(other, `Send({ Target = "${pid}", Action = "After", Data = "after-assign" })`);
+    await until("delivery after an assignment", async () => {
+      const { r } = await evalLua(pid, "return table.concat(Got, ',')");
+      return outputData(r) === "after-assign";
+    });
+    // The same after a process's own Assign from Lua.
+    const note2 = await ao.message({ process: pid, signer, tags: [{ name: "Action", value: "Note" }], data: "assigned by lua" });
+    await ao.result({ process: pid, message: note2 });
+    await evalLua(pid, `Assign({ Processes = { "${other}" }, Message = "${note2}" })`);
+    await until("Lua assignment", async () => {
+      const { r } = await evalLua(other, "return Seen or ''");
+      return outputData(r) === "assigned by lua";
+    });
+    await evalLua(other, `Send({ Target = "${pid}", Action = "After", Data = "after-lua-assign" })`);
+    await until("delivery after a Lua assignment", async () => {
+      const { r } = await evalLua(pid, "return table.concat(Got, ',')");
+      return outputData(r) === "after-assign,after-lua-assign";
+    });
     out("assign", { assignment });
   }
 }
