@@ -42,7 +42,7 @@ func printVersion(w io.Writer) error {
 	}
 	commit := settings["vcs.revision"]
 	if commit == "" {
-		commit = "unknown (built outside a git checkout)"
+		commit = "unknown (no VCS stamp: built outside a git checkout, or with -buildvcs=false)"
 	} else if settings["vcs.modified"] == "true" {
 		commit += "+modified"
 	}
