@@ -2,15 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/aonode/aonode/client"
 	"github.com/aonode/aonode/wallet"
 )
 
@@ -213,5 +216,48 @@ func TestPlainWriter(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	if _, ok := plainUnlessColor(&bytes.Buffer{}).(*plainWriter); !ok {
 		t.Fatal("a buffer gets colour")
+	}
+}
+
+// TestReplInboxCheckBypassesCache: the CU caches dry-runs by body for 60 s,
+// so two Inbox checks must never send the same body, or the repl's prompt and
+// its "New message" notices lag by up to a minute.
+func TestReplInboxCheckBypassesCache(t *testing.T) {
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/dry-run":
+			var b bytes.Buffer
+			b.ReadFrom(r.Body)
+			bodies = append(bodies, b.String())
+			w.Write([]byte(`{"Output":{"data":"{\"n\":0,\"m\":[]}","prompt":"p> "}}`))
+		case r.Method == http.MethodPost && r.URL.Path == "/":
+			w.WriteHeader(http.StatusAccepted)
+			w.Write([]byte(`{"message":"Processing DataItem","id":"x"}`))
+		case strings.HasPrefix(r.URL.Path, "/result/"):
+			w.Write([]byte(`{"Output":{"data":"1","prompt":"p> "}}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	w, _ := wallet.Generate(wallet.Ed25519)
+	c := client.New(w)
+	c.MU, c.CU = srv.URL, srv.URL
+	var out bytes.Buffer
+	stdout, stderr = &out, &out
+	defer func() { stdout, stderr = os.Stdout, os.Stderr }()
+	if err := repl(context.Background(), c, strings.Repeat("A", 43), strings.NewReader("return 1\nreturn 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(bodies) != 3 {
+		t.Fatalf("%d Inbox checks, want 3; output %q", len(bodies), out.String())
+	}
+	for i := range bodies {
+		for j := range i {
+			if bodies[i] == bodies[j] {
+				t.Fatalf("Inbox checks %d and %d sent the same body, which the CU answers from its cache:\n%s", j, i, bodies[i])
+			}
+		}
 	}
 }
