@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aonode/aonode/ans104"
@@ -240,7 +241,12 @@ func (n *Node) Close() error {
 func listen(host string, port int, unit string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return nil, fmt.Errorf("%s port %d: %w", unit, port, err)
+		fix := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fix = fmt.Sprintf("\n  fix: another program (another aonode run?) has port %d: stop it, or give this node "+
+				"other ports with --gateway-port, --mu-port, --su-port and --cu-port", port)
+		}
+		return nil, fmt.Errorf("%s port %d: %w%s", unit, port, err, fix)
 	}
 	return ln, nil
 }

@@ -193,7 +193,7 @@ func TestSUBusyPort(t *testing.T) {
 	w.Save(filepath.Join(dir, "su.json"))
 	_, errs, code := run(t, "su", "--port", itoa(port), "--host", "127.0.0.1", "--data", dir, "--wallet", filepath.Join(dir, "su.json"),
 		"--gateway-url", gw.URL)
-	if code == 0 || !strings.Contains(errs, "address already in use") {
+	if code == 0 || !strings.Contains(errs, "address already in use") || !strings.Contains(errs, "fix: ") {
 		t.Fatalf("status %d, stderr %q", code, errs)
 	}
 	if n := uploads.Load(); n != 0 {
