@@ -261,3 +261,24 @@ func TestReplInboxCheckBypassesCache(t *testing.T) {
 		}
 	}
 }
+
+// TestCUBusyPort: a CU whose port is taken fails before it creates its
+// stores.
+func TestCUBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	keyDir, data := t.TempDir(), filepath.Join(t.TempDir(), "cu")
+	w, _ := wallet.Generate(wallet.Ed25519)
+	w.Save(filepath.Join(keyDir, "cu.json"))
+	_, errs, code := run(t, "cu", "--port", strconv.Itoa(busy.Addr().(*net.TCPAddr).Port), "--host", "127.0.0.1", "--data", data,
+		"--wallet", filepath.Join(keyDir, "cu.json"), "--gateway-url", "http://127.0.0.1:1")
+	if code == 0 || !strings.Contains(errs, "address already in use") {
+		t.Fatalf("status %d, stderr %q", code, errs)
+	}
+	if entries, _ := os.ReadDir(data); len(entries) > 0 {
+		t.Fatalf("the CU created %d entries in %s before failing to listen", len(entries), data)
+	}
+}
