@@ -131,6 +131,7 @@ func TestUnreachableNode(t *testing.T) {
 		}
 		_, errs, code := run(t, args...)
 		if code != 1 || !strings.Contains(errs, "is the node running? Start it with 'aonode run'") || !strings.Contains(errs, dead) ||
+			!strings.Contains(errs, "connection refused") ||
 			strings.Contains(errs, "--scheduler") {
 			t.Errorf("%v: status %d, stderr %q", args[0], code, errs)
 		}
