@@ -439,3 +439,121 @@ func (c *Client) SchedulerAddress(ctx context.Context) (string, error) {
 	}
 	return out.Address, nil
 }
+
+// ErrNotModule is returned by CheckModule for an id the gateway does not
+// know as a Module item.
+var ErrNotModule = errors.New("not a module")
+
+// CheckModule asks the gateway (GraphQL, as the CU will when it loads the
+// module) whether id is a published Module item, so that a spawn with a
+// wrong id fails at once instead of at the process's first message.
+func (c *Client) CheckModule(ctx context.Context, id string) error {
+	if _, err := ans104.DecodeID(id); err != nil {
+		return fmt.Errorf("client: module %q: %w", id, err)
+	}
+	body, _ := json.Marshal(map[string]any{
+		"query":     `query ($id: ID!) { transaction(id: $id) { id tags { name value } } }`,
+		"variables": map[string]string{"id": id},
+	})
+	var out struct {
+		Data struct {
+			Transaction *struct {
+				Tags []Tag `json:"tags"`
+			} `json:"transaction"`
+		} `json:"data"`
+	}
+	if err := c.do(ctx, http.MethodPost, c.Gateway+"/graphql", "application/json", body, &out); err != nil {
+		return fmt.Errorf("client: module %s: %w", id, err)
+	}
+	tx := out.Data.Transaction
+	if tx == nil {
+		return fmt.Errorf("client: module %s: %w: the gateway %s has no item with this id", id, ErrNotModule, c.Gateway)
+	}
+	for _, t := range tx.Tags {
+		if t.Name == "Type" {
+			if t.Value == "Module" {
+				return nil
+			}
+			return fmt.Errorf("client: module %s: %w: it is a %s item", id, ErrNotModule, t.Value)
+		}
+	}
+	return fmt.Errorf("client: module %s: %w: the item has no Type tag", id, ErrNotModule)
+}
+
+// DeliveryError is a step the MU gave up on while delivering what a message
+// caused (a message to a process that does not exist, say).
+type DeliveryError struct {
+	Message string // the message whose consequences were delivered
+	Step    string // the MU's name for the step, e.g. "message" or "spawn"
+	Process string // the process the step was for
+	Err     string // the MU's last error
+}
+
+func (e *DeliveryError) Error() string {
+	return fmt.Sprintf("client: delivering what %s caused: %s to %s failed: %s", e.Message, e.Step, e.Process, e.Err)
+}
+
+// WaitDelivered waits until the MU has finished every step it took for the
+// message id it ingested: the result pulled, each outbox message, spawn and
+// assignment pushed, and their results pulled and pushed in turn. After it,
+// whatever id caused has been evaluated by its targets, so a following read
+// sees the replies. It polls the MU's trace query (GET /?debug=1&message=),
+// where aonode's MU lists each step with its status. A message whose outputs
+// never stop (two processes pinging each other forever) never finishes:
+// bound ctx.
+func (c *Client) WaitDelivered(ctx context.Context, id string) error {
+	delay := 50 * time.Millisecond
+	for {
+		done, err := c.delivered(ctx, id)
+		if done || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: still delivering what %s caused: %w", id, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+// delivered reads every page of the trace of id once.
+func (c *Client) delivered(ctx context.Context, id string) (bool, error) {
+	rows := 0
+	for page := 1; ; page++ {
+		var out struct {
+			PageInfo struct {
+				HasNextPage bool `json:"hasNextPage"`
+			} `json:"pageInfo"`
+			Edges []struct {
+				Node struct {
+					Kind      string `json:"kind"`
+					ProcessID string `json:"processId"`
+					Status    string `json:"status"`
+					LastError string `json:"lastError"`
+				} `json:"node"`
+			} `json:"edges"`
+		}
+		u := c.MU + "/?debug=1&message=" + url.QueryEscape(id) + "&page-size=100&page=" + strconv.Itoa(page)
+		if err := c.do(ctx, http.MethodGet, u, "", nil, &out); err != nil {
+			return false, fmt.Errorf("client: trace of %s: %w", id, err)
+		}
+		for _, e := range out.Edges {
+			rows++
+			switch e.Node.Status {
+			case "done":
+			case "failed":
+				return false, &DeliveryError{Message: id, Step: e.Node.Kind, Process: e.Node.ProcessID, Err: e.Node.LastError}
+			default:
+				return false, nil
+			}
+		}
+		if !out.PageInfo.HasNextPage {
+			break
+		}
+	}
+	if rows == 0 {
+		return false, fmt.Errorf("client: the MU at %s has no trace of message %s (it traces only what it ingested itself)", c.MU, id)
+	}
+	return true, nil
+}

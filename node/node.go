@@ -12,9 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aonode/aonode/ans104"
@@ -62,7 +64,7 @@ type Node struct {
 
 // Start opens the data directory, starts every unit and returns once all of
 // them accept requests.
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = ".aonode"
 	}
@@ -90,6 +92,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Progress == nil {
 		cfg.Progress = func(string) {}
 	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	// Listen first: a taken port fails before anything is created.
 	var lns []net.Listener
 	for _, l := range []struct {
@@ -107,9 +112,13 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	gwLn, suLn, cuLn, muLn := lns[0], lns[1], lns[2], lns[3]
 	runCtx, cancel := context.WithCancel(context.Background())
-	n = &Node{cancel: cancel, errc: make(chan error, 4)}
+	n := &Node{cancel: cancel, errc: make(chan error, 4)}
+	// The cleanup closes n itself, not a named result: every failure below
+	// returns nil, and closing that nil Node panicked instead of reporting
+	// the error.
+	ok := false
 	defer func() {
-		if err != nil {
+		if !ok {
 			for _, ln := range lns {
 				ln.Close()
 			}
@@ -129,8 +138,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.Store, err = arweave.Open(ctx, filepath.Join(cfg.DataDir, "gateway")); err != nil {
-		return nil, err
+	storeDir := filepath.Join(cfg.DataDir, "gateway")
+	if n.Store, err = arweave.Open(ctx, storeDir); err != nil {
+		return nil, fmt.Errorf("opening the gateway store %[1]s: %[2]w\n"+
+			"  fix: restore %[1]s from a backup, or move %[3]s away to start with an empty store (every process is lost)",
+			filepath.Join(storeDir, "store.db"), err, storeDir)
 	}
 	n.Gateway = arweave.NewGateway(n.Store, arweave.Config{Logger: cfg.Logger})
 	n.GatewayURL = "http://" + hostPort(cfg.Host, gwLn)
@@ -143,7 +155,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		URL: n.SUURL, Logger: cfg.Logger, HeightInterval: cfg.BlockInterval,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting the SU (data in %s): %w", filepath.Join(cfg.DataDir, "su"), err)
 	}
 	n.SUAddress = n.SU.Address()
 
@@ -155,7 +167,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Signer: cuWallet, Logger: cfg.Logger, MemoryBudget: cfg.MemoryBudget,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting the CU (data in %s): %w", filepath.Join(cfg.DataDir, "cu"), err)
 	}
 	n.CUAddress = n.CU.Address()
 
@@ -167,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		SpawnPush: true, Logger: cfg.Logger,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting the MU (data in %s): %w", filepath.Join(cfg.DataDir, "mu"), err)
 	}
 	n.MUAddress = n.MU.Address()
 
@@ -181,6 +193,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.serve(suLn, n.SU.Handler())
 	n.serve(cuLn, n.CU.Handler())
 	n.serve(muLn, n.MU.Handler())
+	ok = true
 	return n, nil
 }
 
@@ -231,7 +244,12 @@ func (n *Node) Close() error {
 func listen(host string, port int, unit string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return nil, fmt.Errorf("%s port %d: %w", unit, port, err)
+		fix := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fix = fmt.Sprintf("\n  fix: another program (another aonode run?) has port %d: stop it, or give this node "+
+				"other ports with --gateway-port, --mu-port, --su-port and --cu-port", port)
+		}
+		return nil, fmt.Errorf("%s port %d: %w%s", unit, port, err, fix)
 	}
 	return ln, nil
 }
@@ -246,11 +264,41 @@ func hostPort(host string, ln net.Listener) string {
 }
 
 // unitWallet loads a unit's wallet, creating an Arweave key on first start.
+// A file that is there but unreadable is never replaced: the unit's address
+// (the SU's scheduler address, the MU's Authority) would change under every
+// process that names it, so the error says what the user can do instead.
 func unitWallet(path string, progress func(string)) (*wallet.Wallet, error) {
 	w, _, err := wallet.LoadOrCreate(path, wallet.Arweave, func(p string) {
 		progress("creating unit wallet " + p + " (RSA-4096, first start only)")
 	})
-	return w, err
+	if err != nil {
+		return nil, fmt.Errorf("unit wallet %[1]s: %[2]w\n"+
+			"  fix: restore %[1]s from a backup, or delete it to create a new key "+
+			"(the unit's address changes: processes that name the old one no longer reach it)", path, err)
+	}
+	return w, nil
+}
+
+// checkDataDir refuses a data directory that is a file (or under one), with
+// the fix, before anything is created.
+func checkDataDir(dir string) error {
+	// The nearest path that exists, from dir up, must be a directory.
+	for d := dir; ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("data directory %s: %s is a file, not a directory\n"+
+					"  fix: pass --data a directory (it is created if missing)", dir, d)
+			}
+			break
+		}
+		if parent := filepath.Dir(d); parent == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating the data directory: %w\n  fix: pass --data a directory you can write to", err)
+	}
+	return nil
 }
 
 // storeChain lets the SU write to the store in the same process, without HTTP.

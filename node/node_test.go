@@ -162,7 +162,7 @@ func TestPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	_, err = Start(context.Background(), Config{DataDir: t.TempDir(), GatewayPort: ln.Addr().(*net.TCPAddr).Port, SUPort: freePort(t), CUPort: freePort(t), MUPort: freePort(t)})
-	if err == nil || !strings.Contains(err.Error(), "gateway port") {
+	if err == nil || !strings.Contains(err.Error(), "gateway port") || !strings.Contains(err.Error(), "fix: another program") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -3,45 +3,138 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/client"
 )
 
-// clientFlags are the flags every client command shares: the wallet and the
-// unit URLs, each defaulting to the environment variable of the same name and
-// then to the local network's port.
+// clientFlags are the flags client commands share: the wallet and the unit
+// URLs, each defaulting to the environment variable of the same name and then
+// to the local network's port. A command lists only the ones it uses.
 type clientFlags struct {
 	wallet, gateway, mu, cu, su *string
+	hasWallet                   bool
 }
 
-func addClientFlags(fs *flag.FlagSet) *clientFlags {
-	return &clientFlags{
-		wallet:  walletFlag(fs),
-		gateway: fs.String("gateway-url", envOr("GATEWAY_URL", client.DefaultGatewayURL), "gateway `URL` (default $GATEWAY_URL, then the local gateway)"),
-		mu:      fs.String("mu-url", envOr("MU_URL", client.DefaultMUURL), "Messenger Unit `URL` (default $MU_URL, then the local MU)"),
-		cu:      fs.String("cu-url", envOr("CU_URL", client.DefaultCUURL), "Compute Unit `URL` (default $CU_URL, then the local CU)"),
-		su:      fs.String("su-url", envOr("SU_URL", client.DefaultSUURL), "Scheduler Unit `URL` (default $SU_URL, then the local SU)"),
+// unit names a unit URL flag: its flag stem, environment variable and what a
+// person calls the unit.
+type unit struct{ flag, env, def, name string }
+
+var (
+	unitGateway = unit{"gateway", "GATEWAY_URL", client.DefaultGatewayURL, "gateway"}
+	unitMU      = unit{"mu", "MU_URL", client.DefaultMUURL, "Messenger Unit"}
+	unitCU      = unit{"cu", "CU_URL", client.DefaultCUURL, "Compute Unit"}
+	unitSU      = unit{"su", "SU_URL", client.DefaultSUURL, "Scheduler Unit"}
+)
+
+// addClientFlags adds --wallet (when signs) and the URL flags of units.
+func addClientFlags(fs *flag.FlagSet, signs bool, units ...unit) *clientFlags {
+	cf := &clientFlags{hasWallet: signs}
+	if signs {
+		cf.wallet = walletFlag(fs)
+	} else {
+		cf.wallet = new(string)
 	}
+	for _, u := range []struct {
+		unit
+		dst **string
+	}{{unitGateway, &cf.gateway}, {unitMU, &cf.mu}, {unitCU, &cf.cu}, {unitSU, &cf.su}} {
+		if slices.Contains(units, u.unit) {
+			*u.dst = fs.String(u.flag+"-url", envOr(u.env, u.def), u.name+" `URL` (default $"+u.env+", then "+u.def+")")
+		} else {
+			*u.dst = new(string)
+			**u.dst = envOr(u.env, u.def)
+		}
+	}
+	return cf
 }
 
 func (f *clientFlags) client() (*client.Client, error) {
-	w, err := loadWallet(*f.wallet)
-	if err != nil {
-		return nil, err
+	c := client.New(nil)
+	if f.hasWallet {
+		w, err := loadWallet(*f.wallet)
+		if err != nil {
+			return nil, err
+		}
+		c.Signer = w
 	}
-	c := client.New(w)
 	trim := func(s string) string { return strings.TrimRight(s, "/") }
 	c.Gateway, c.MU, c.CU, c.SU = trim(*f.gateway), trim(*f.mu), trim(*f.cu), trim(*f.su)
 	return c, nil
 }
+
+// explain turns a failure to reach a unit into what the user can do about it.
+func (f *clientFlags) explain(err error) error {
+	if err == nil || !isUnreachable(err) {
+		return err
+	}
+	var ue *url.Error
+	target := ""
+	if errors.As(err, &ue) {
+		target = ue.URL
+	}
+	for _, u := range []struct {
+		unit
+		url string
+	}{{unitGateway, *f.gateway}, {unitMU, *f.mu}, {unitCU, *f.cu}, {unitSU, *f.su}} {
+		if base := strings.TrimRight(u.url, "/"); base != "" && strings.HasPrefix(target, base) {
+			return fmt.Errorf("cannot reach the %[1]s at %[2]s: is the node running? Start it with 'aonode run' "+
+				"(or point --%[3]s-url or $%[4]s at a running %[1]s)\n  (%[5]v)", u.name, base, u.flag, u.env, err)
+		}
+	}
+	return fmt.Errorf("%w\n  is the node running? Start it with 'aonode run'", err)
+}
+
+// isUnreachable reports a connection that was refused or never made.
+func isUnreachable(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &oe) && oe.Op == "dial")
+}
+
+// checkID checks a flag that must hold a 43-character id. A shell variable
+// that is empty ("--module $M") makes the next flag the value, so the error
+// says so.
+func checkID(flagName, value, what, hint string) error {
+	if value == "" {
+		return usageError("%s is required: the %s id (%s)", flagName, what, hint)
+	}
+	if _, err := ans104.DecodeID(value); err != nil {
+		return usageError("%s %q is not a %s id (43 characters of base64url); "+
+			"if it came from a shell variable, the variable is probably empty (%s)", flagName, value, what, hint)
+	}
+	return nil
+}
+
+// processNotFound rewords the MU's answer for a process it cannot find.
+func processNotFound(err error, process string) error {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Status/100 == 4 && strings.Contains(ce.Msg, "not found") {
+		return fmt.Errorf("process %s does not exist on this network: check the id ('aonode spawn' prints it) "+
+			"and that $MU_URL and $GATEWAY_URL point at the network that spawned it\n  (%v)", process, err)
+	}
+	return err
+}
+
+const (
+	hintModule  = "'aonode module publish FILE' prints one"
+	hintProcess = "'aonode spawn' prints one"
+)
 
 // muAddress learns the MU wallet address, which aos must trust (Authority) to
 // accept messages from other processes. aonode's MU names it in a header of
@@ -83,7 +176,7 @@ var moduleCmd = &command{
 Input-Encoding and Output-Encoding JSON-V1, Memory-Limit, Compute-Limit) and uploads it
 to the gateway's bundler route. Prints the module id.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
-			cf := addClientFlags(fs)
+			cf := addClientFlags(fs, true, unitGateway)
 			format := fs.String("format", "wasm32-unknown-emscripten4", "Module-Format `F`")
 			mem := fs.String("memory-limit", "1-gb", "Memory-Limit (e.g. 512-mb, 1-gb; empty for none)")
 			compute := fs.String("compute-limit", "9000000000000", "Compute-Limit `N` (empty for none)")
@@ -106,7 +199,7 @@ to the gateway's bundler route. Prints the module id.`,
 				}
 				id, err := c.PublishModule(ctx, wasm, client.Module{Format: *format, MemoryLimit: *mem, ComputeLimit: *compute, Tags: tags})
 				if err != nil {
-					return err
+					return cf.explain(err)
 				}
 				fmt.Fprintln(stdout, id)
 				return nil
@@ -118,14 +211,15 @@ to the gateway's bundler route. Prints the module id.`,
 var spawnCmd = &command{
 	name:    "spawn",
 	summary: "spawn a process and print its id",
-	help: `Signs a Process item and sends it to the MU. The scheduler defaults to the SU at
---su-url. The MU's wallet is added as an Authority tag so that aos trusts messages
-other processes send it (--no-mu-authority to leave it out). With --wait, waits for the
-process's boot result and prints it as JSON after the id.`,
+	help: `Checks that --module is a Module item at the gateway, signs a Process item and sends
+it to the MU. The scheduler is the SU at --su-url. The MU's wallet is added as an
+Authority tag so that aos trusts messages other processes send it (--no-mu-authority
+to leave it out). With --wait, waits for the process's boot result and prints it as
+JSON after the id.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
-		cf := addClientFlags(fs)
-		module := fs.String("module", "", "module `ID` (required)")
-		scheduler := fs.String("scheduler", "", "scheduler `ADDRESS` (default: the SU at --su-url)")
+		cf := addClientFlags(fs, true, unitGateway, unitMU, unitSU)
+		module := fs.String("module", "", "module `ID` (required; 'aonode module publish' prints one)")
+		scheduler := fs.String("scheduler", "", "scheduler `ADDRESS` (default: the address of the SU at --su-url)")
 		var authorities stringList
 		fs.Var(&authorities, "authority", "add an Authority `ADDRESS` (repeatable)")
 		noMU := fs.Bool("no-mu-authority", false, "do not add the MU's address as an Authority")
@@ -137,11 +231,11 @@ process's boot result and prints it as JSON after the id.`,
 		dataFile := fs.String("data-file", "", "read the data from `FILE`")
 		wait := fs.Bool("wait", false, "wait for the boot result and print it")
 		return func(ctx context.Context, args []string) error {
-			if err := needArgs(args, 0, "no arguments"); err != nil {
+			if err := checkID("--module", *module, "module", hintModule); err != nil {
 				return err
 			}
-			if *module == "" {
-				return usageError("--module is required")
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
 			}
 			body, err := readData(*data, *dataFile)
 			if err != nil {
@@ -151,16 +245,26 @@ process's boot result and prints it as JSON after the id.`,
 			if err != nil {
 				return err
 			}
+			if err := c.CheckModule(ctx, *module); err != nil {
+				if errors.Is(err, client.ErrNotModule) {
+					return fmt.Errorf("cannot spawn: --module %s is not a module on this network (%v)\n"+
+						"  publish one with 'aonode module publish FILE' and pass the id it prints", *module, err)
+				}
+				return cf.explain(err)
+			}
 			if *scheduler == "" {
 				if *scheduler, err = c.SchedulerAddress(ctx); err != nil {
-					return fmt.Errorf("%w (or pass --scheduler)", err)
+					if isUnreachable(err) {
+						return cf.explain(err)
+					}
+					return fmt.Errorf("%w\n  the SU at %s did not say its address: pass --scheduler ADDRESS", err, c.SU)
 				}
 			}
 			var all []client.Tag
 			if !*noMU {
 				a, err := muAddress(ctx, c)
 				if err != nil {
-					return err
+					return cf.explain(err)
 				}
 				all = append(all, client.Tag{Name: "Authority", Value: a})
 			}
@@ -176,13 +280,13 @@ process's boot result and prints it as JSON after the id.`,
 			all = append(all, tags...)
 			id, err := c.Spawn(ctx, client.Spawn{Module: *module, Scheduler: *scheduler, Tags: all, Data: body})
 			if err != nil {
-				return err
+				return cf.explain(err)
 			}
 			fmt.Fprintln(stdout, id)
 			if *wait {
 				r, err := c.Result(ctx, id, id)
 				if err != nil {
-					return err
+					return cf.explain(err)
 				}
 				return printJSON(r)
 			}
@@ -194,22 +298,25 @@ process's boot result and prints it as JSON after the id.`,
 var sendCmd = &command{
 	name:    "send",
 	summary: "send a message to a process and print its id",
-	help:    `Signs a message and sends it to the MU. With --wait, also prints its result as JSON.`,
+	help: `Signs a message and sends it to the MU. With --wait, also waits for its result and
+until everything it caused has been delivered and evaluated (its outbox messages, their
+replies, and so on), then prints the result as JSON.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
-		cf := addClientFlags(fs)
+		cf := addClientFlags(fs, true, unitMU, unitCU)
 		process := fs.String("process", "", "target process `ID` (required)")
 		action := fs.String("action", "", "the Action tag")
 		var tags tagList
 		fs.Var(&tags, "tag", "add a tag `Name=Value` (repeatable)")
 		data := fs.String("data", "", "data `TEXT`")
 		dataFile := fs.String("data-file", "", "read the data from `FILE`")
-		wait := fs.Bool("wait", false, "wait for the result and print it as JSON")
+		wait := fs.Bool("wait", false, "wait for the result and for what the message caused to be delivered; print the result as JSON")
+		timeout := fs.Duration("timeout", 2*time.Minute, "give up waiting after this long (with --wait)")
 		return func(ctx context.Context, args []string) error {
-			if err := needArgs(args, 0, "no arguments"); err != nil {
+			if err := checkID("--process", *process, "process", hintProcess); err != nil {
 				return err
 			}
-			if *process == "" {
-				return usageError("--process is required")
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
 			}
 			body, err := readData(*data, *dataFile)
 			if err != nil {
@@ -225,13 +332,18 @@ var sendCmd = &command{
 			}
 			id, err := c.Message(ctx, client.Message{Process: *process, Tags: all, Data: body})
 			if err != nil {
-				return err
+				return cf.explain(processNotFound(err, *process))
 			}
 			fmt.Fprintln(stdout, id)
 			if *wait {
+				ctx, cancel := context.WithTimeout(ctx, *timeout)
+				defer cancel()
 				r, err := c.Result(ctx, *process, id)
 				if err != nil {
-					return err
+					return cf.explain(err)
+				}
+				if err := c.WaitDelivered(ctx, id); err != nil {
+					return cf.explain(err)
 				}
 				return printJSON(r)
 			}
@@ -245,20 +357,22 @@ var resultCmd = &command{
 	args:    "MESSAGE",
 	summary: "print the result of a message as JSON",
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
-		cf := addClientFlags(fs)
+		cf := addClientFlags(fs, false, unitCU)
 		process := fs.String("process", "", "process `ID` (required)")
 		return func(ctx context.Context, args []string) error {
+			if err := checkID("--process", *process, "process", hintProcess); err != nil {
+				return err
+			}
 			if err := needArgs(args, 1, "a MESSAGE id"); err != nil {
 				return err
 			}
-			if *process == "" {
-				return usageError("--process is required")
-			}
-			c := client.New(nil)
-			c.CU = strings.TrimRight(*cf.cu, "/")
-			r, err := c.Result(ctx, *process, args[0])
+			c, err := cf.client()
 			if err != nil {
 				return err
+			}
+			r, err := c.Result(ctx, *process, args[0])
+			if err != nil {
+				return cf.explain(err)
 			}
 			return printJSON(r)
 		}
@@ -266,12 +380,13 @@ var resultCmd = &command{
 }
 
 // evalLua sends an Eval and waits for its result.
-func evalLua(ctx context.Context, c *client.Client, process, code string) (*client.Result, error) {
+func evalLua(ctx context.Context, c *client.Client, process, code string) (string, *client.Result, error) {
 	id, err := c.Message(ctx, client.Message{Process: process, Tags: []client.Tag{{Name: "Action", Value: "Eval"}}, Data: []byte(code)})
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return c.Result(ctx, process, id)
+	r, err := c.Result(ctx, process, id)
+	return id, r, err
 }
 
 var evalCmd = &command{
@@ -280,17 +395,23 @@ var evalCmd = &command{
 	summary: "evaluate Lua in an aos process and print its output",
 	help: `Sends CODE as an Eval message (only the process owner may) and prints Output.data.
 CODE may be - to read it from stdin. With --json, prints the whole result. An error in
-the process is printed to stderr and exits with status 1.`,
+the process is printed to stderr and exits with status 1.
+
+With --wait, also waits until everything the code caused has been delivered: the
+messages it sent have been evaluated by their targets, their replies by theirs, and so
+on. After 'eval --wait ... "Send(...)"', the reply is in the Inbox.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
-		cf := addClientFlags(fs)
+		cf := addClientFlags(fs, true, unitMU, unitCU)
 		process := fs.String("process", "", "process `ID` (required)")
 		asJSON := fs.Bool("json", false, "print the whole result as JSON")
+		wait := fs.Bool("wait", false, "also wait until the messages the code sent, and their replies, are delivered")
+		timeout := fs.Duration("timeout", 2*time.Minute, "give up waiting after this long")
 		return func(ctx context.Context, args []string) error {
-			if err := needArgs(args, 1, "Lua CODE"); err != nil {
+			if err := checkID("--process", *process, "process", hintProcess); err != nil {
 				return err
 			}
-			if *process == "" {
-				return usageError("--process is required")
+			if err := needArgs(args, 1, "Lua CODE (in quotes)"); err != nil {
+				return err
 			}
 			code := args[0]
 			if code == "-" {
@@ -304,9 +425,16 @@ the process is printed to stderr and exits with status 1.`,
 			if err != nil {
 				return err
 			}
-			r, err := evalLua(ctx, c, *process, code)
+			ctx, cancel := context.WithTimeout(ctx, *timeout)
+			defer cancel()
+			id, r, err := evalLua(ctx, c, *process, code)
 			if err != nil {
-				return err
+				return cf.explain(processNotFound(err, *process))
+			}
+			if *wait {
+				if err := c.WaitDelivered(ctx, id); err != nil {
+					return cf.explain(err)
+				}
 			}
 			if *asJSON {
 				return printJSON(r)
@@ -333,34 +461,49 @@ var replCmd = &command{
 	summary: "an aos-like prompt for a process",
 	help: `Reads Lua lines, evaluates each in the process and prints Output.data, then the
 process's prompt. New Inbox messages are shown after each line. A line ending in a
-backslash continues on the next line. .exit or Ctrl-D leaves.`,
+backslash continues on the next line. .exit or Ctrl-D leaves. A process that cannot be
+read is an error before the first prompt.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
-		cf := addClientFlags(fs)
+		cf := addClientFlags(fs, true, unitMU, unitCU)
 		process := fs.String("process", "", "process `ID` (required)")
 		return func(ctx context.Context, args []string) error {
-			if err := needArgs(args, 0, "no arguments"); err != nil {
+			if err := checkID("--process", *process, "process", hintProcess); err != nil {
 				return err
 			}
-			if *process == "" {
-				return usageError("--process is required")
+			if err := needArgs(args, 0, "no arguments"); err != nil {
+				return err
 			}
 			c, err := cf.client()
 			if err != nil {
 				return err
 			}
-			return repl(ctx, c, *process, os.Stdin)
+			return cf.explain(repl(ctx, c, *process, os.Stdin))
 		}
 	},
+}
+
+// inboxCheck is the Lua the repl dry-runs to show new Inbox messages.
+func inboxCheck(from int) string {
+	return `local t = {} for i = ` + strconv.Itoa(from) + `, #Inbox do local m = Inbox[i] ` +
+		`t[#t+1] = {From = m.From, Action = m.Action, Data = m.Data} end ` +
+		`return require("json").encode({n = #Inbox, m = t})`
 }
 
 func repl(ctx context.Context, c *client.Client, process string, in io.Reader) error {
 	inboxSeen := -1
 	prompt := "aos> "
-	showInbox := func() {
+	showInbox := func() error {
+		// A fresh anchor each time: the CU caches dry-runs by their body, and a
+		// cached answer would show an old Inbox.
+		anchor := make([]byte, 16)
+		rand.Read(anchor)
 		r, err := c.DryRun(ctx, client.Message{Process: process, Tags: []client.Tag{{Name: "Action", Value: "Eval"}},
-			Data: []byte(`local t = {} for i = ` + fmt.Sprint(max(inboxSeen, 0)+1) + `, #Inbox do local m = Inbox[i] t[#t+1] = {From = m.From, Action = m.Action, Data = m.Data} end return require("json").encode({n = #Inbox, m = t})`)})
-		if err != nil || r.Failed() {
-			return
+			Anchor: []byte(hex.EncodeToString(anchor)), Data: []byte(inboxCheck(max(inboxSeen, 0) + 1))})
+		if err != nil {
+			return err
+		}
+		if r.Failed() {
+			return fmt.Errorf("process %s: %s", process, errorText(r))
 		}
 		if p := r.Prompt(); p != "" {
 			prompt = p
@@ -369,8 +512,8 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 			N int `json:"n"`
 			M []struct{ From, Action, Data string }
 		}
-		if json.Unmarshal([]byte(r.OutputData()), &inbox) != nil {
-			return
+		if err := json.Unmarshal([]byte(r.OutputData()), &inbox); err != nil {
+			return fmt.Errorf("process %s does not answer as aos does (%v): the repl needs an aos process", process, err)
 		}
 		if inboxSeen >= 0 {
 			for _, m := range inbox.M {
@@ -378,8 +521,16 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 			}
 		}
 		inboxSeen = inbox.N
+		return nil
 	}
-	showInbox()
+	if err := showInbox(); err != nil {
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.Status/100 == 4 {
+			return fmt.Errorf("cannot open a repl on process %s: the CU cannot read it; check the id ('aonode spawn' prints it) "+
+				"and that $CU_URL points at the network that spawned it\n  (%v)", process, err)
+		}
+		return fmt.Errorf("cannot open a repl on process %s: %w", process, err)
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var code strings.Builder
@@ -398,7 +549,7 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 			return nil
 		}
 		if src != "" {
-			r, err := evalLua(ctx, c, process, src)
+			_, r, err := evalLua(ctx, c, process, src)
 			switch {
 			case err != nil:
 				fmt.Fprintln(stderr, "error:", err)
@@ -412,7 +563,9 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 					prompt = p
 				}
 			}
-			showInbox()
+			if err := showInbox(); err != nil {
+				fmt.Fprintln(stderr, "error: reading the Inbox:", err)
+			}
 		}
 		fmt.Fprint(stdout, prompt)
 	}

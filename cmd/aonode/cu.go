@@ -76,6 +76,11 @@ free; the reference allows 6/1m; off by default).`,
 			if err != nil {
 				return err
 			}
+			// A taken port fails before the CU opens its stores.
+			ln, err := listen(*host, *port)
+			if err != nil {
+				return err
+			}
 			gw := cu.NewHTTPGateway(*gateway)
 			srv, err := cu.New(ctx, cu.Config{
 				DataDir: *data, Scheduler: cu.NewHTTPScheduler(*suURL, gw), Gateway: gw, Signer: w,
@@ -85,13 +90,10 @@ free; the reference allows 6/1m; off by default).`,
 				Logger: logger(*verbose),
 			})
 			if err != nil {
+				ln.Close()
 				return err
 			}
 			defer srv.Close()
-			ln, err := listen(*host, *port)
-			if err != nil {
-				return err
-			}
 			fmt.Fprintf(stderr, "aonode cu: listening on http://%s, CU address %s, gateway %s\n", ln.Addr(), srv.Address(), *gateway)
 			return serveHTTP(ctx, ln, srv.Handler())
 		}

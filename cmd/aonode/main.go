@@ -66,16 +66,25 @@ func main() {
 var stdout, stderr io.Writer = os.Stdout, os.Stderr
 
 func dispatch(ctx context.Context, c *command, args []string, path []string, out, errw io.Writer) error {
+	if len(path) == 1 {
+		out, errw = plainUnlessColor(out), plainUnlessColor(errw)
+	}
 	stdout, stderr = out, errw
 	if len(c.subs) > 0 {
+		if c == root && len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+			return printVersion(out)
+		}
 		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 			if len(args) > 1 && args[0] == "help" {
 				return dispatch(ctx, c, append(args[1:], "--help"), path, out, errw)
 			}
-			printGroupHelp(errw, c, path)
+			// Asked for, help is the result (stdout, status 0); without a
+			// command it explains a mistake (stderr, status 2).
 			if len(args) == 0 {
+				printGroupHelp(errw, c, path)
 				return &exitError{code: 2}
 			}
+			printGroupHelp(out, c, path)
 			return nil
 		}
 		for _, s := range c.subs {
@@ -88,10 +97,13 @@ func dispatch(ctx context.Context, c *command, args []string, path []string, out
 	fs := flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	run := c.flags(fs)
-	fs.Usage = func() { printCommandHelp(errw, c, fs, path) }
+	// The flag package calls Usage on every parse error too; help is printed
+	// here only when asked for, and a mistake gets one line pointing to it.
+	fs.Usage = func() {}
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		return nil // the flag package has called fs.Usage
+		printCommandHelp(out, c, fs, path)
+		return nil
 	}
 	if err != nil {
 		return usageError("%v; see '%s --help'", err, strings.Join(path, " "))
@@ -127,6 +139,9 @@ func printGroupHelp(w io.Writer, c *command, path []string) {
 		fmt.Fprintf(w, "  %-12s %s\n", s.name, s.summary)
 	}
 	fmt.Fprintf(w, "\nRun '%s <command> --help' for details.\n", strings.Join(path, " "))
+	if c == root {
+		fmt.Fprintln(w, "'aonode --version' prints the version, commit and build settings.")
+	}
 }
 
 func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet, path []string) {
@@ -148,7 +163,8 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet, path []string) 
 				line += " " + name
 			}
 			fmt.Fprintf(w, "%-28s %s", line, usage)
-			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			// A usage that explains its default itself gets no second one.
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" && !strings.Contains(usage, "(default") {
 				fmt.Fprintf(w, " (default %s)", f.DefValue)
 			}
 			fmt.Fprintln(w)
@@ -158,6 +174,10 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet, path []string) 
 
 // needArgs checks the number of positional arguments.
 func needArgs(args []string, n int, what string) error {
+	if n == 0 && len(args) > 0 {
+		return usageError("unexpected argument %q: this command takes only flags "+
+			"(a flag whose value came from an empty shell variable takes the next word as its value)", args[0])
+	}
 	if len(args) != n {
 		return usageError("want %s, got %d argument(s)", what, len(args))
 	}

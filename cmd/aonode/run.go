@@ -49,6 +49,9 @@ acknowledged is lost.`,
 aos trusts messages from other processes only when the MU address is an Authority
 of the process: aonode spawn adds it; with aoconnect, add the tag
   { name: "Authority", value: "%s" }
+and with the aos CLI (legacy mode; MODULE from 'aonode module publish'):
+  aos NAME --legacy --module MODULE --gateway-url %s --mu-url %s --cu-url %s \
+    --scheduler %s --tag-name Authority --tag-value %s
 
 Environment for clients (aoconnect, aonode):
   export GATEWAY_URL=%s
@@ -57,7 +60,8 @@ Environment for clients (aoconnect, aonode):
   export SU_URL=%s
 
 Press Ctrl-C to stop.
-`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, n.MUAddress,
+`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL,
+				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
 			select {
 			case <-ctx.Done():

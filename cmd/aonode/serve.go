@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +35,9 @@ func logger(verbose bool) *slog.Logger {
 func listen(host string, port int) (net.Listener, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen on port %d: %w\n  fix: stop the program that has it, or pick another with --port", port, err)
+		}
 		return nil, fmt.Errorf("listen on port %d: %w", port, err)
 	}
 	return ln, nil

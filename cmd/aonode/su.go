@@ -64,15 +64,18 @@ DATA/su-wallet.json, created (Arweave RSA-4096) on first start.`,
 			} else {
 				fmt.Fprintln(stderr, "aonode su: no --gateway-url: Block-Height stays at its last value (0 at first) and items wait in the outbox")
 			}
-			srv, err := su.New(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
+			// Listen before su.New: it publishes a Scheduler-Location record
+			// for --url, which must not point at a port this SU never got.
 			ln, err := listen(*host, *port)
 			if err != nil {
 				return err
 			}
+			srv, err := su.New(ctx, cfg)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer srv.Close()
 			fmt.Fprintf(stderr, "aonode su: listening on http://%s (public %s), SU address %s, %s store\n",
 				ln.Addr(), *publicURL, srv.Address(), storeName(*database))
 			return serveHTTP(ctx, ln, srv.Handler())
