@@ -40,7 +40,13 @@ type Config struct {
 	// MemoryBudget bounds the CU's live instances (bytes; 0: the CU's
 	// default, a quarter of the machine's memory).
 	MemoryBudget int64
-	Logger       *slog.Logger
+	// UnitWallets is the kind of key made for a unit on its first start
+	// (wallet.Ed25519, the default, or wallet.Arweave); existing unit
+	// wallets are kept whatever their kind. Ed25519 (ANS-104 type 2) signs
+	// in microseconds where RSA-4096 takes milliseconds, and every message
+	// costs the units two signatures or more.
+	UnitWallets string
+	Logger      *slog.Logger
 	// Progress, when set, is told about slow first-start work (key generation).
 	Progress func(msg string)
 }
@@ -92,6 +98,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = func(string) {}
 	}
+	switch cfg.UnitWallets {
+	case "":
+		cfg.UnitWallets = wallet.Ed25519
+	case wallet.Ed25519, wallet.Arweave:
+	default:
+		return nil, fmt.Errorf("unit wallets: unknown kind %q (want %s or %s)", cfg.UnitWallets, wallet.Ed25519, wallet.Arweave)
+	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -126,15 +139,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 
-	suWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "su.json"), cfg.Progress)
+	suWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "su.json"), cfg.UnitWallets, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	cuWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "cu.json"), cfg.Progress)
+	cuWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "cu.json"), cfg.UnitWallets, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	muWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "mu.json"), cfg.Progress)
+	muWallet, err := unitWallet(filepath.Join(cfg.DataDir, "wallets", "mu.json"), cfg.UnitWallets, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -162,8 +175,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// The CU reaches the gateway and SUs over HTTP on loopback, as a CU on
 	// another machine would; SUs are located through Scheduler-Location.
 	gw := cu.NewHTTPGateway(n.GatewayURL)
+	sched := cu.NewHTTPScheduler("", gw)
+	// A process this node's SU has just scheduled is found there before the
+	// SU has published it to the gateway.
+	sched.Known = []string{n.SUURL}
 	n.CU, err = cu.New(ctx, cu.Config{
-		DataDir: filepath.Join(cfg.DataDir, "cu"), Scheduler: cu.NewHTTPScheduler("", gw), Gateway: gw,
+		DataDir: filepath.Join(cfg.DataDir, "cu"), Scheduler: sched, Gateway: gw,
 		Signer: cuWallet, Logger: cfg.Logger, MemoryBudget: cfg.MemoryBudget,
 	})
 	if err != nil {
@@ -263,13 +280,15 @@ func hostPort(host string, ln net.Listener) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
-// unitWallet loads a unit's wallet, creating an Arweave key on first start.
+// unitWallet loads a unit's wallet, creating a key of kind on first start.
 // A file that is there but unreadable is never replaced: the unit's address
 // (the SU's scheduler address, the MU's Authority) would change under every
 // process that names it, so the error says what the user can do instead.
-func unitWallet(path string, progress func(string)) (*wallet.Wallet, error) {
-	w, _, err := wallet.LoadOrCreate(path, wallet.Arweave, func(p string) {
-		progress("creating unit wallet " + p + " (RSA-4096, first start only)")
+func unitWallet(path, kind string, progress func(string)) (*wallet.Wallet, error) {
+	w, _, err := wallet.LoadOrCreate(path, kind, func(p string) {
+		if kind == wallet.Arweave {
+			progress("creating unit wallet " + p + " (RSA-4096, first start only)")
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("unit wallet %[1]s: %[2]w\n"+

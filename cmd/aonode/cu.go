@@ -35,8 +35,14 @@ or a Checkpoint item published by a trusted owner (--checkpoint-owners, default 
 own address) when that is newer, found with GraphQL Q6, checked against its SHA-256 tag;
 --ignore-arweave-checkpoints turns published ones off.
 
-Dry-run results are cached for 60 s (by process, to and body); the header x-max-age (ms)
-bounds how old the process memory (and a cached result) may be, 100 ms by default.
+Results never depend on the machine's load: each message may burn --message-fuel units of
+work (counted by instrumentation at every function entry and loop), and one that needs more
+fails with the same Error on every CU. --message-timeout is only a wall-clock guard for the
+node. Dry-runs run on workers of their own (--dry-run-workers) under --dry-run-fuel.
+
+Dry-run results are cached (by process, to and body) while the process has evaluated nothing
+since; the header x-max-age (ms) bounds how old the process memory (and a cached result)
+may be, 100 ms by default.
 --dry-run-rate-limit N/INTERVAL limits evaluated dry-runs per client IP (cache hits are
 free; the reference allows 6/1m; off by default).`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
@@ -46,10 +52,14 @@ free; the reference allows 6/1m; off by default).`,
 		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "gateway `URL` (default $GATEWAY_URL, then the local gateway)")
 		suURL := fs.String("su-url", "", "use this SU `URL` for every process instead of locating it")
 		walletPath := fs.String("wallet", "", "CU wallet `FILE` (default DIR/cu-wallet.json)")
-		budget := fs.Int64("memory-budget", 1<<30, "memory of live instances in `BYTES` before evicting to checkpoints")
+		budget := fs.Int64("memory-budget", 0, "resident memory of live instances in `BYTES` before evicting the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
 		every := fs.Int("checkpoint-every", 1000, "write a file checkpoint every `N` evaluated messages (negative: only on eviction)")
 		publish := fs.Duration("publish-checkpoints", 0, "publish a Checkpoint item per process at most once per `INTERVAL` (0: never)")
-		timeout := fs.Duration("message-timeout", 30*time.Second, "evaluation deadline per message")
+		timeout := fs.Duration("message-timeout", 5*time.Minute, "wall-clock guard per evaluation: past it the evaluation is abandoned with a 503 and nothing is stored (it never decides a result)")
+		msgFuel := fs.Int64("message-fuel", cu.DefaultMessageFuel, "deterministic work limit of one message in `FUEL` units (about 30e9 a second of aos on a 2-core VM); a message that needs more fails the same way everywhere")
+		dryFuel := fs.Int64("dry-run-fuel", cu.DefaultDryRunFuel, "the same limit for a dry-run, in `FUEL` units")
+		dryWorkers := fs.Int("dry-run-workers", 0, "`N` dry-runs evaluated at once, apart from messages (default 0: half the cores, at least 1)")
+		pprofAddr := fs.String("pprof", "", "serve Go's profiler on `ADDRESS`, e.g. 127.0.0.1:6060 (default off)")
 		owners := fs.String("checkpoint-owners", "", "comma-separated `ADDRESSES` whose published checkpoints are trusted (default: this CU's address)")
 		ignoreAr := fs.Bool("ignore-arweave-checkpoints", false, "never restore published Checkpoint items")
 		dryLimit := fs.String("dry-run-rate-limit", "", "evaluated dry-runs per client IP `N/INTERVAL`, e.g. 6/1m (default off)")
@@ -76,6 +86,11 @@ free; the reference allows 6/1m; off by default).`,
 			if err != nil {
 				return err
 			}
+			stopPprof, err := servePprof(*pprofAddr)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			// A taken port fails before the CU opens its stores.
 			ln, err := listen(*host, *port)
 			if err != nil {
@@ -87,6 +102,7 @@ free; the reference allows 6/1m; off by default).`,
 				MemoryBudget: *budget, CheckpointEvery: *every, PublishInterval: *publish, MessageTimeout: *timeout,
 				CheckpointOwners: trusted, IgnoreArweaveCheckpoints: *ignoreAr,
 				DryRunRateLimit: rl.N, DryRunRateWindow: rl.Interval, DryRunMaxAge: *dryAge,
+				MessageFuel: *msgFuel, DryRunFuel: *dryFuel, DryRunWorkers: *dryWorkers,
 				Logger: logger(*verbose),
 			})
 			if err != nil {

