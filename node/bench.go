@@ -38,6 +38,8 @@ type BenchConfig struct {
 	// Concurrency is the number of clients at once in the many-processes
 	// and random rows (default 8).
 	Concurrency int
+	// UnitWallets is the kind of the nodes' unit wallets (Config.UnitWallets).
+	UnitWallets string
 	// Log receives progress lines (nil: none).
 	Log io.Writer
 }
@@ -166,7 +168,7 @@ func benchNode(ctx context.Context, cfg BenchConfig, wasm []byte, budget int64, 
 	}
 	fmt.Fprintf(cfg.Log, "bench: starting a node in %s\n", dir)
 	n, err := Start(ctx, Config{DataDir: dir, GatewayPort: ports[0], SUPort: ports[1], CUPort: ports[2], MUPort: ports[3],
-		BlockInterval: 100 * time.Millisecond, MemoryBudget: budget})
+		BlockInterval: 100 * time.Millisecond, MemoryBudget: budget, UnitWallets: cfg.UnitWallets})
 	if err != nil {
 		return BenchRow{}, err
 	}
