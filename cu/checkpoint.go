@@ -55,15 +55,18 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 	)
 	// The memory is written out in place: a copy of 100 MB costs more in
 	// page faults than the rest of the checkpoint.
+	var full string // the reference's SHA-256 of the whole memory, to publish
 	err := p.inst.View(func(view []byte, untouched []bool) error {
-		sum := memorySum(view, untouched)
-		sha, size = hex.EncodeToString(sum[:]), len(view)
+		bitmap, nonZero := sparseLayout(view, untouched)
+		sha, size = sparseDigest(view, bitmap, nonZero), len(view)
 		if _, err := os.Stat(s.checkpointPath(sha)); err != nil {
-			if err := writeMemoryFile(s.checkpointPath(sha), view, untouched); err != nil {
+			if err := writeMemoryFile(s.checkpointPath(sha), view, bitmap, nonZero); err != nil {
 				return err
 			}
 		}
 		if publish {
+			sum := memorySum(view, untouched)
+			full = hex.EncodeToString(sum[:])
 			mem = bytes.Clone(view)
 		}
 		return nil
@@ -90,7 +93,7 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			if err := s.publish(snap, mem, sha); err != nil {
+			if err := s.publish(snap, mem, full); err != nil {
 				s.log.Warn("publishing checkpoint failed", "process", snap.info.pid, "err", err)
 			}
 		}()
@@ -168,14 +171,9 @@ func (s *Server) localCheckpoint(ctx context.Context, pid string) (checkpointSta
 // restore loads the file checkpoint st of p into a new instance; ok is
 // false when it is unusable (then the caller tries the next tier).
 func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config, st checkpointState) (*wasm.Instance, position, bool) {
-	im, sum, err := readMemoryFile(s.checkpointPath(st.sha), st.Size)
+	im, err := readMemoryFile(s.checkpointPath(st.sha), st.Size, st.sha)
 	if err != nil {
-		s.log.Warn("checkpoint unreadable", "process", p.info.pid, "err", err)
-		return nil, position{}, false
-	}
-	if hex.EncodeToString(sum[:]) != st.sha {
-		im.Free()
-		s.log.Warn("checkpoint hash mismatch", "process", p.info.pid)
+		s.log.Warn("checkpoint unusable", "process", p.info.pid, "err", err)
 		return nil, position{}, false
 	}
 	inst, err := p.info.module.RestoreImage(ctx, cfg, im)
@@ -220,7 +218,7 @@ func (s *Server) enforceBudget(ctx context.Context) {
 				continue
 			}
 			p.inst.Close(ctx)
-			p.inst = nil
+			p.inst, p.sizedAt = nil, time.Time{}
 			s.metrics.evictions.Add(1)
 		}
 		s.mu.Lock()

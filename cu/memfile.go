@@ -5,13 +5,17 @@ import (
 	"compress/flate"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/aonode/aonode/cu/wasm"
 )
@@ -21,38 +25,72 @@ import (
 // 64 KiB pages are zero), and inflating zeros is what made gzip checkpoints
 // slow to restore. The file is
 //
-//	magic "aonodemem1" | u64 memory size | bitmap of non-zero pages |
-//	u32 chunk count | per chunk: u32 length, flate data of up to chunkPages non-zero pages
+//	magic "aonodemem2" | u64 memory size | bitmap of non-zero pages |
+//	u32 chunk count | per chunk: u32 length, S2 block of up to chunkPages non-zero pages
 //
-// Chunks are compressed independently, so they are written and read in parallel.
+// Chunks are compressed independently, so they are written and read in
+// parallel. S2 (klauspost/compress) compresses and decompresses at GB/s where
+// flate's 100-200 MB/s made up most of an eviction and of a restore; files
+// of the first version ("aonodemem1", flate chunks) are still read.
 const (
-	memMagic   = "aonodemem1"
+	memMagic   = "aonodemem2"
+	memMagic1  = "aonodemem1"
 	memPage    = 64 << 10
 	chunkPages = 64 // 4 MiB of non-zero memory per chunk
 )
 
-// writeMemoryFile writes mem to path atomically (temporary file, sync, rename).
-// untouched, if not nil, marks 4 KiB pages of mem known to be zero, which are
-// then not read (wasm.Instance.View).
-func writeMemoryFile(path string, mem []byte, untouched []bool) error {
+// sparseLayout finds the non-zero 64 KiB pages of mem (reading none of the
+// 4 KiB pages untouched marks zero) and returns the file's bitmap of them.
+func sparseLayout(mem []byte, untouched []bool) (bitmap []byte, nonZero []int) {
 	pages := (len(mem) + memPage - 1) / memPage
-	bitmap := make([]byte, (pages+7)/8)
-	var nonZero []int
+	bitmap = make([]byte, (pages+7)/8)
 	for p := range pages {
 		if !zeroPage64(mem, p, untouched) {
 			bitmap[p/8] |= 1 << (p % 8)
 			nonZero = append(nonZero, p)
 		}
 	}
+	return bitmap, nonZero
+}
+
+// sparsePrefix marks a local checkpoint named by its sparse digest.
+const sparsePrefix = "s1-"
+
+// sparseDigest is the content address of a local checkpoint: SHA-256 over
+// the memory size, the bitmap of non-zero pages and those pages. It names
+// the same memories apart as the SHA-256 of the whole memory does, but hashes
+// only what the process wrote (a few MiB of an aos memory's 105), which made
+// every eviction and restore cost two full-memory hashes.
+func sparseDigest(mem []byte, bitmap []byte, nonZero []int) string {
+	h := sha256.New()
+	h.Write([]byte(sparsePrefix))
+	h.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(mem))))
+	h.Write(bitmap)
+	for _, p := range nonZero {
+		h.Write(page(mem, p))
+	}
+	return sparsePrefix + hex.EncodeToString(h.Sum(nil))
+}
+
+// writeMemory writes mem as a checkpoint file at path and returns its
+// sparseDigest; untouched is as for sparseLayout.
+func writeMemory(path string, mem []byte, untouched []bool) (string, error) {
+	bitmap, nonZero := sparseLayout(mem, untouched)
+	return sparseDigest(mem, bitmap, nonZero), writeMemoryFile(path, mem, bitmap, nonZero)
+}
+
+// writeMemoryFile writes mem, whose layout sparseLayout gave, to path
+// atomically (temporary file, rename). It does not sync: a file a crash
+// damaged fails its digest at restore, and the process is then restored
+// from elsewhere or replayed, so the fsync bought nothing but latency.
+func writeMemoryFile(path string, mem []byte, bitmap []byte, nonZero []int) error {
 	chunks := make([][]byte, (len(nonZero)+chunkPages-1)/chunkPages)
 	parallel(len(chunks), func(c int) {
-		var buf bytes.Buffer
-		zw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+		var raw []byte
 		for _, p := range nonZero[c*chunkPages : min((c+1)*chunkPages, len(nonZero))] {
-			zw.Write(page(mem, p))
+			raw = append(raw, page(mem, p)...)
 		}
-		zw.Close()
-		chunks[c] = buf.Bytes()
+		chunks[c] = s2.Encode(nil, raw)
 	})
 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -72,7 +110,7 @@ func writeMemoryFile(path string, mem []byte, untouched []bool) error {
 		w.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(c))))
 		w.Write(c)
 	}
-	errs := []error{w.err, f.Sync(), f.Close()}
+	errs := []error{w.err, f.Close()}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cu: checkpoint: %w", err)
 	}
@@ -84,23 +122,36 @@ func writeMemoryFile(path string, mem []byte, untouched []bool) error {
 
 // readMemoryFile reads a memory written by writeMemoryFile, which must be
 // size bytes long (the size is recorded with the checkpoint, so a damaged file
-// cannot make us allocate more), into a new wasm.Image, and returns its
-// SHA-256. The caller owns the image.
-func readMemoryFile(path string, size int) (*wasm.Image, [32]byte, error) {
+// cannot make us allocate more), into a new wasm.Image, and checks it against
+// want: its sparseDigest, or, for a file of an earlier version named by the
+// hex SHA-256 of the whole memory, that. The caller owns the image.
+func readMemoryFile(path string, size int, want string) (*wasm.Image, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, [32]byte{}, err
+		return nil, err
 	}
 	im, err := wasm.NewImage(size)
 	if err != nil {
-		return nil, [32]byte{}, err
+		return nil, err
 	}
-	sum, err := decodeMemory(b, im.Bytes())
+	bitmap, nonZero, err := decodeMemory(b, im.Bytes())
+	if err == nil {
+		var got string
+		if strings.HasPrefix(want, sparsePrefix) {
+			got = sparseDigest(im.Bytes(), bitmap, nonZero)
+		} else {
+			sum := sparseSum(im.Bytes(), memPage, func(p int) bool { return bitmap[p/8]&(1<<(p%8)) == 0 })
+			got = hex.EncodeToString(sum[:])
+		}
+		if got != want {
+			err = fmt.Errorf("cu: checkpoint file %s: content does not match its digest", path)
+		}
+	}
 	if err != nil {
 		im.Free()
-		return nil, [32]byte{}, err
+		return nil, err
 	}
-	return im, sum, nil
+	return im, nil
 }
 
 // zeroPage stands in for the zero pages of a memory being hashed, so that
@@ -108,12 +159,13 @@ func readMemoryFile(path string, size int) (*wasm.Image, [32]byte, error) {
 var zeroPage = make([]byte, memPage)
 
 // decodeMemory decodes a memory file b into mem, which must be zero and as
-// long as the memory, and returns the memory's SHA-256.
-func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
-	bad := func(msg string) ([32]byte, error) { return [32]byte{}, fmt.Errorf("cu: checkpoint file: %s", msg) }
-	if len(b) < len(memMagic)+8 || string(b[:len(memMagic)]) != memMagic {
+// long as the memory, and returns its layout.
+func decodeMemory(b []byte, mem []byte) (bitmap []byte, nonZero []int, err error) {
+	bad := func(msg string) ([]byte, []int, error) { return nil, nil, fmt.Errorf("cu: checkpoint file: %s", msg) }
+	if len(b) < len(memMagic)+8 || string(b[:len(memMagic)]) != memMagic && string(b[:len(memMagic)]) != memMagic1 {
 		return bad("not a memory file")
 	}
+	v1 := string(b[:len(memMagic)]) == memMagic1
 	b = b[len(memMagic):]
 	size := binary.LittleEndian.Uint64(b)
 	b = b[8:]
@@ -124,8 +176,7 @@ func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
 	if len(b) < (pages+7)/8+4 {
 		return bad("truncated bitmap")
 	}
-	bitmap, b := b[:(pages+7)/8], b[(pages+7)/8:]
-	var nonZero []int
+	bitmap, b = b[:(pages+7)/8], b[(pages+7)/8:]
 	for p := range pages {
 		if bitmap[p/8]&(1<<(p%8)) != 0 {
 			nonZero = append(nonZero, p)
@@ -149,8 +200,28 @@ func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
 	}
 	errs := make([]error, n)
 	parallel(n, func(c int) {
+		pages := nonZero[c*chunkPages : min((c+1)*chunkPages, len(nonZero))]
+		if !v1 {
+			want := 0
+			for _, p := range pages {
+				want += len(page(mem, p))
+			}
+			if l, err := s2.DecodedLen(chunks[c]); err != nil || l != want {
+				errs[c] = fmt.Errorf("cu: checkpoint file: chunk %d does not hold its pages", c)
+				return
+			}
+			raw, err := s2.Decode(make([]byte, want), chunks[c])
+			if err != nil {
+				errs[c] = fmt.Errorf("cu: checkpoint file: chunk %d: %w", c, err)
+				return
+			}
+			for _, p := range pages {
+				raw = raw[copy(page(mem, p), raw):]
+			}
+			return
+		}
 		zr := flate.NewReader(bytes.NewReader(chunks[c]))
-		for _, p := range nonZero[c*chunkPages : min((c+1)*chunkPages, len(nonZero))] {
+		for _, p := range pages {
 			if _, err := io.ReadFull(zr, page(mem, p)); err != nil {
 				errs[c] = fmt.Errorf("cu: checkpoint file: chunk %d: %w", c, err)
 				return
@@ -161,9 +232,9 @@ func decodeMemory(b []byte, mem []byte) ([32]byte, error) {
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
-		return [32]byte{}, err
+		return nil, nil, err
 	}
-	return sparseSum(mem, memPage, func(p int) bool { return bitmap[p/8]&(1<<(p%8)) == 0 }), nil
+	return bitmap, nonZero, nil
 }
 
 func page(mem []byte, p int) []byte { return mem[p*memPage : min((p+1)*memPage, len(mem))] }

@@ -2,7 +2,10 @@ package cu
 
 import (
 	"bytes"
+	"compress/flate"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -38,10 +41,11 @@ func TestMemoryFileRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := tc.mem()
 			path := filepath.Join(t.TempDir(), "m")
-			if err := writeMemoryFile(path, mem, nil); err != nil {
+			digest, err := writeMemory(path, mem, nil)
+			if err != nil {
 				t.Fatal(err)
 			}
-			im, sum, err := readMemoryFile(path, len(mem))
+			im, err := readMemoryFile(path, len(mem), digest)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,11 +53,24 @@ func TestMemoryFileRoundTrip(t *testing.T) {
 			if !bytes.Equal(im.Bytes(), mem) {
 				t.Fatal("memory changed")
 			}
-			if sum != sha256.Sum256(mem) {
-				t.Fatal("wrong SHA-256")
-			}
-			if _, _, err := readMemoryFile(path, len(mem)+1); err == nil {
+			if _, err := readMemoryFile(path, len(mem)+1, digest); err == nil {
 				t.Fatal("wrong size accepted")
+			}
+			// A file of an earlier version is named by the whole memory's
+			// SHA-256, and checked against it.
+			full := sha256.Sum256(mem)
+			im2, err := readMemoryFile(path, len(mem), hex.EncodeToString(full[:]))
+			if err != nil {
+				t.Fatalf("legacy name: %v", err)
+			}
+			im2.Free()
+			if len(mem) > 0 {
+				other := bytes.Clone(mem)
+				other[len(other)-1] ^= 1
+				od, _ := writeMemory(filepath.Join(t.TempDir(), "o"), other, nil)
+				if _, err := readMemoryFile(path, len(mem), od); err == nil {
+					t.Fatal("a file accepted under another memory's digest")
+				}
 			}
 		})
 	}
@@ -63,7 +80,7 @@ func FuzzDecodeMemory(f *testing.F) {
 	path := filepath.Join(f.TempDir(), "m")
 	mem := make([]byte, 3*memPage)
 	mem[5], mem[2*memPage+9] = 1, 2
-	writeMemoryFile(path, mem, nil)
+	writeMemory(path, mem, nil)
 	b, _ := readFileBytes(path)
 	f.Add(b)
 	f.Add([]byte(memMagic))
@@ -98,15 +115,52 @@ func TestMemoryFileUntouched(t *testing.T) {
 		t.Fatal("memorySum without marks differs from SHA-256")
 	}
 	path := filepath.Join(t.TempDir(), "m")
-	if err := writeMemoryFile(path, mem, untouched); err != nil {
+	digest, err := writeMemory(path, mem, untouched)
+	if err != nil {
 		t.Fatal(err)
 	}
-	im, sum, err := readMemoryFile(path, len(mem))
+	if wd, _ := writeMemory(filepath.Join(t.TempDir(), "w"), want, nil); wd != digest {
+		t.Fatal("the digest read an untouched page")
+	}
+	im, err := readMemoryFile(path, len(mem), digest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer im.Free()
-	if !bytes.Equal(im.Bytes(), want) || sum != sha256.Sum256(want) {
+	if !bytes.Equal(im.Bytes(), want) {
 		t.Fatal("the file holds what untouched marks zero, or lost a touched page")
+	}
+}
+
+// TestMemoryFileV1 reads a checkpoint file of the first version (flate
+// chunks, named by the whole memory's SHA-256), as data directories of
+// earlier releases hold.
+func TestMemoryFileV1(t *testing.T) {
+	mem := make([]byte, 3*memPage)
+	mem[5], mem[2*memPage+9] = 1, 2
+	bitmap, nonZero := sparseLayout(mem, nil)
+	var chunk bytes.Buffer
+	zw, _ := flate.NewWriter(&chunk, flate.BestSpeed)
+	for _, p := range nonZero {
+		zw.Write(page(mem, p))
+	}
+	zw.Close()
+	var f bytes.Buffer
+	f.WriteString(memMagic1)
+	f.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(mem))))
+	f.Write(bitmap)
+	f.Write(binary.LittleEndian.AppendUint32(nil, 1))
+	f.Write(binary.LittleEndian.AppendUint32(nil, uint32(chunk.Len())))
+	f.Write(chunk.Bytes())
+	path := filepath.Join(t.TempDir(), "v1")
+	os.WriteFile(path, f.Bytes(), 0o644)
+	sum := sha256.Sum256(mem)
+	im, err := readMemoryFile(path, len(mem), hex.EncodeToString(sum[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Free()
+	if !bytes.Equal(im.Bytes(), mem) {
+		t.Fatal("memory changed")
 	}
 }

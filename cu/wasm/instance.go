@@ -816,7 +816,8 @@ func (in *Instance) Resident() uint64 {
 	mem, _ := in.vm.mod.Memory().Read(0, in.vm.mod.Memory().Size())
 	n := touchedBytes(mem)
 	if in.base != nil && in.img.holds(in.base) {
-		n += touchedBytes(in.img.buf)
+		// The buffer is reserved up to the memory limit; bases only grow.
+		n += touchedBytes(in.img.buf[:len(in.base)])
 	} else {
 		n += uint64(len(in.base))
 	}
