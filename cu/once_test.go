@@ -213,6 +213,24 @@ func TestBudgetByResident(t *testing.T) {
 	if got := s.metrics.checkpoints.Load(); got != cps {
 		t.Fatalf("an unchanged restored instance was checkpointed again (%d → %d)", cps, got)
 	}
+	// Change each process and evict it again, its request gone before the
+	// eviction: one checkpoint file per process, no orphans.
+	for _, pid := range pids {
+		ctx, cancel := context.WithCancel(context.Background())
+		m := n.eval(pid, "X = 2")
+		if _, err := s.Result(ctx, pid, m); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		s.enforceBudget(ctx)
+	}
+	files, _ := filepath.Glob(filepath.Join(s.cfg.DataDir, "checkpoints", "*"))
+	if len(files) != len(pids) {
+		t.Fatalf("%d checkpoint files for %d processes: %v", len(files), len(pids), files)
+	}
+	if e := s.metrics.evictions.Load(); e < int64(2*len(pids)) {
+		t.Fatalf("%d evictions, want at least %d", e, 2*len(pids))
+	}
 }
 
 func grepLines(s, prefix string) string {
