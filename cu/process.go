@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -352,14 +353,22 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 		return err
 	}
 	defer func() { s.touch(p) }()
+	// Pages start one millisecond before the last evaluated slot's
+	// timestamp cursor: the SU may assign another slot in that same
+	// millisecond after the last page was read, and a page from the cursor
+	// itself (exclusive) would skip it, leaving a gap in the nonces. The
+	// slots read again are skipped by nonce. Should a page hold nothing new
+	// while more follow, the next starts at its last cursor instead.
+	from := overlap(p.pos.SUCursor)
 	for {
 		if hasTo && p.pos.Nonce >= 0 && p.pos.SUCursor != "" && p.pos.LeftTS >= toMS {
 			break
 		}
-		page, err := s.sched.Messages(ctx, p.info.pid, p.pos.SUCursor, opts.to, s.cfg.PageSize)
+		page, err := s.sched.Messages(ctx, p.info.pid, from, opts.to, s.cfg.PageSize)
 		if err != nil {
 			return errors.Join(err, flush())
 		}
+		before := p.pos.Nonce
 		past := false
 		for _, e := range page.Edges {
 			// (The SU's AOP-6 first edge, the process, ignores to.)
@@ -382,6 +391,10 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 		}
 		if past || !page.PageInfo.HasNextPage || len(page.Edges) == 0 {
 			break
+		}
+		from = overlap(p.pos.SUCursor)
+		if p.pos.Nonce == before {
+			from = page.Edges[len(page.Edges)-1].Cursor
 		}
 	}
 	if (opts.cronToNow || opts.cronUpto > 0) && len(p.info.crons) > 0 && p.pos.Nonce >= 0 {
@@ -408,6 +421,15 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 		}
 	}
 	return nil
+}
+
+// overlap is the page cursor one millisecond before a timestamp cursor (a
+// cursor that is not a timestamp is used as it is).
+func overlap(cursor string) string {
+	if ts, err := strconv.ParseInt(cursor, 10, 64); err == nil && ts > 0 {
+		return strconv.FormatInt(ts-1, 10)
+	}
+	return cursor
 }
 
 // step verifies and evaluates one schedule edge.
