@@ -218,14 +218,17 @@ func TestBodyEndClearsDeadline(t *testing.T) {
 		}
 		fmt.Fprintf(w, "%d", len(b))
 	}))
-	resp, err := http.Post(base, "text/plain", strings.NewReader("hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != "5" {
-		t.Fatalf("%d %s", resp.StatusCode, b)
+	// Chunked (read to EOF) and with a Content-Length (read to its end).
+	for _, body := range []io.Reader{io.MultiReader(strings.NewReader("hello")), strings.NewReader("hello")} {
+		resp, err := http.Post(base, "text/plain", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "5" {
+			t.Fatalf("%T: %d %s", body, resp.StatusCode, b)
+		}
 	}
 }
 
