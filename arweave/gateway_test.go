@@ -744,7 +744,10 @@ func TestUpstreamAndBundler(t *testing.T) {
 	down.put(local)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := up.store.Get(context.Background(), local.ID()); err == nil {
+		// Delivered, and the queue entry removed (which happens just after the
+		// upstream has answered, so it is waited for too).
+		_, err := up.store.Get(context.Background(), local.ID())
+		if n, _ := down.store.ForwardPending(context.Background()); err == nil && n == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
