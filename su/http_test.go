@@ -405,3 +405,80 @@ func TestHTTPRSAWallet(t *testing.T) {
 		t.Fatalf("legacy process JSON %s", body)
 	}
 }
+
+// TestReadMessageOfAnotherProcess: GET /{message}?process-id=<another process>
+// is 404, by message id and by assignment id; the owning process still reads it.
+func TestReadMessageOfAnotherProcess(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.open(t)
+		su := startSU(t, st, suWallet(), false)
+		var pids []string
+		for range 2 {
+			p := processItem(t, suWallet().Address())
+			if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+				t.Fatalf("POST process %d %s", code, body)
+			}
+			pids = append(pids, p.ID())
+		}
+		a, other := pids[0], pids[1]
+		m := messageItem(t, a)
+		code, body, _ := su.do(t, http.MethodPost, "/", m.Bytes())
+		if code != 200 {
+			t.Fatalf("POST message %d %s", code, body)
+		}
+		_, body = su.get(t, "/"+m.ID()+"?process-id="+a)
+		aid := mustUnmarshal[MessageJSON](t, body).Assignment.ID
+		for _, tc := range []struct {
+			path string
+			code int
+			want string
+		}{
+			{"/" + m.ID() + "?process-id=" + a, 200, `"id":"` + m.ID() + `"`},
+			{"/" + m.ID(), 200, `"id":"` + m.ID() + `"`},
+			{"/" + aid + "?process-id=" + a, 200, `"id":"` + m.ID() + `"`},
+			{"/" + m.ID() + "?process-id=" + other, 404, `{"error":"Message ` + m.ID() + ` is not in the schedule of process ` + other + `"}`},
+			{"/" + aid + "?process-id=" + other, 404, `is not in the schedule of process`},
+			{"/" + strings.Repeat("Z", 43) + "?process-id=" + other, 400, `{"error":"Message or Process not found"}`},
+			{"/" + other + "?process-id=" + other, 200, `"page_info"`},
+		} {
+			code, body := su.get(t, tc.path)
+			if code != tc.code || !strings.Contains(string(body), tc.want) {
+				t.Errorf("GET %s: %d %s", tc.path, code, body)
+			}
+		}
+	})
+}
+
+// TestSUErrorsAreJSON: the SU's answers outside its routes are JSON too, and
+// a body larger than the limit is refused before it is read.
+func TestSUErrorsAreJSON(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	req, _ := http.NewRequest(http.MethodGet, su.http.URL+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("b", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("large headers: %d %s", resp.StatusCode, b)
+	}
+	req, _ = http.NewRequest(http.MethodPost, su.http.URL+"/", strings.NewReader("x"))
+	req.ContentLength = 11 << 20 // declared too large: refused without reading
+	req.Body = io.NopCloser(strings.NewReader(strings.Repeat("x", 11<<20)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"error":"Payload larger than`) {
+		t.Errorf("large body: %d %s", resp.StatusCode, b)
+	}
+}

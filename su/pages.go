@@ -115,6 +115,37 @@ func (r Reader) Message(ctx context.Context, id string, showAnchor bool) (_ *Mes
 	return &j, true, nil
 }
 
+// MessageIn is Message within the schedule of process pid ("" for any): the
+// slot of pid whose assignment id is id, else pid's first slot of message id
+// (a message assigned to several processes has a slot in each). ok is false
+// when pid's schedule has no such slot, even if another process's has.
+func (r Reader) MessageIn(ctx context.Context, pid, id string, showAnchor bool) (_ *MessageJSON, ok bool, _ error) {
+	if pid == "" {
+		return r.Message(ctx, id, showAnchor)
+	}
+	s, err := r.Store.SlotByID(ctx, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	if err != nil || s.ProcessID != pid {
+		got, err := r.Store.Scheduled(ctx, pid, []string{id})
+		if err != nil {
+			return nil, false, err
+		}
+		if s = got[id]; s == nil {
+			return nil, false, nil
+		}
+	}
+	if s.Message == nil && !(s.MessageID != s.ProcessID && s.AssignmentID == id) {
+		return nil, false, nil
+	}
+	j, err := SlotToJSON(s, showAnchor)
+	if err != nil {
+		return nil, false, err
+	}
+	return &j, true, nil
+}
+
 // Latest answers GET /{process}/latest: the slot with the highest nonce.
 func (r Reader) Latest(ctx context.Context, pid string) (*MessageJSON, error) {
 	s, err := r.Store.LastSlot(ctx, pid)
