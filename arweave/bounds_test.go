@@ -2,6 +2,7 @@ package arweave
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // postGQL sends a GraphQL request and returns the status and raw answer.
@@ -187,5 +189,61 @@ func TestGatewayErrorsAreJSON(t *testing.T) {
 		if resp.StatusCode != tc.code || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &e) != nil || e.Error == "" {
 			t.Errorf("%s %s: %d %q %s", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
 		}
+	}
+}
+
+// TestLargeBodiesWaitForMemory: a large upload and a large read wait while
+// the memory for large bodies is taken, and proceed once it is given back.
+func TestLargeBodiesWaitForMemory(t *testing.T) {
+	f := newFixture(t, Config{MaxItemSize: 4 << 20})
+	s := newSigner()
+	big := f.sign(s, strings.Repeat("d", 3<<20/2), ans104.Options{})
+	f.put(big)
+	small := f.sign(s, "small", ans104.Options{})
+	for _, tc := range []struct {
+		name string
+		lim  **httpx.Limiter
+		do   func() int
+	}{
+		{"upload", &f.gw.uploads, func() int {
+			code, _ := f.post("/tx", f.sign(s, strings.Repeat("u", 3<<20/2), ans104.Options{}).Bytes())
+			return code
+		}},
+		{"read", &f.gw.reads, func() int {
+			resp, err := http.Get(f.srv.URL + "/raw/" + big.ID())
+			if err != nil {
+				return 0
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release, err := (*tc.lim).Acquire(context.Background(), 1<<40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan int, 1)
+			go func() { done <- tc.do() }()
+			select {
+			case code := <-done:
+				t.Fatalf("answered %d while the memory was taken", code)
+			case <-time.After(300 * time.Millisecond):
+			}
+			// Small bodies do not wait.
+			if code, _ := f.post("/tx", small.Bytes()); code != 200 {
+				t.Fatalf("small upload: %d", code)
+			}
+			release()
+			select {
+			case code := <-done:
+				if code != 200 {
+					t.Fatalf("after release: %d", code)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("still waiting after release")
+			}
+		})
 	}
 }

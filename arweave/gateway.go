@@ -43,6 +43,7 @@ type Gateway struct {
 	bundler  *remote
 	log      *slog.Logger
 	uploads  *httpx.Limiter // bytes of large uploads held at once
+	reads    *httpx.Limiter // bytes of large data held at once while served
 	queries  chan struct{}  // GraphQL executions at once
 }
 
@@ -60,6 +61,7 @@ func NewGateway(s *Store, cfg Config) *Gateway {
 	}
 	g := &Gateway{store: s, gql: newGraphQL(s), cfg: cfg, log: cfg.Logger,
 		uploads: httpx.NewLimiter(2*cfg.MaxItemSize, uploadWait),
+		reads:   httpx.NewLimiter(2*cfg.MaxItemSize, uploadWait),
 		queries: make(chan struct{}, maxConcurrentQueries)}
 	if cfg.Upstream != "" {
 		g.upstream = newRemote(cfg.Upstream)
@@ -375,6 +377,17 @@ func (g *Gateway) serveData(w http.ResponseWriter, r *http.Request, withTags boo
 	if !validID(id) {
 		writeError(w, http.StatusNotFound, "%q is not a transaction id", id)
 		return
+	}
+	// Large data is held in memory while it is served: a share of the read
+	// limiter, by its size, bounds how much is held at once.
+	if it, err := g.store.Get(r.Context(), id); err == nil && it.DataSize >= 1<<20 {
+		release, err := g.reads.Acquire(r.Context(), it.DataSize)
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "too many large reads at once; retry later")
+			return
+		}
+		defer release()
 	}
 	it, data, err := g.store.Data(r.Context(), id)
 	var contentType string
