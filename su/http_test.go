@@ -482,3 +482,44 @@ func TestSUErrorsAreJSON(t *testing.T) {
 		t.Errorf("large body: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestPageReadsAreBounded: with every page slot taken, a schedule read waits,
+// and is answered as soon as one frees.
+func TestPageReadsAreBounded(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	p := processItem(t, suWallet().Address())
+	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+		t.Fatalf("POST process %d %s", code, body)
+	}
+	for range cap(su.pages) {
+		su.pages <- struct{}{}
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := su.get(t, "/"+p.ID()+"?process-id="+p.ID())
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("answered %d with every page slot taken", code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Single messages and processes are not pages: they do not wait.
+	if code, _ := su.get(t, "/processes/"+p.ID()); code != 200 {
+		t.Fatalf("GET /processes: %d", code)
+	}
+	<-su.pages
+	select {
+	case code := <-done:
+		if code != 200 {
+			t.Fatalf("after a slot freed: %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still waiting after a slot freed")
+	}
+}

@@ -22,9 +22,12 @@ type PageParams struct {
 const (
 	DefaultLimit = 100
 	MaxLimit     = 10000
-	maxPageBytes = 64 << 20 // a page stops growing past this many item bytes
-	maxRun       = 100000   // the most edges one timestamp can span on a page
+	maxRun       = 100000 // the most edges one timestamp can span on a page
 )
+
+// maxPageBytes: a page stops growing past this many item bytes (a variable
+// for tests).
+var maxPageBytes = 64 << 20
 
 // ParsePageParams reads from, to, limit, from-nonce, to-nonce and show-anchor.
 // Numbers must be decimal integers; a limit above MaxLimit is lowered to it.
@@ -176,7 +179,7 @@ func (r Reader) Page(ctx context.Context, proc *ProcessRecord, pp PageParams) (*
 	if includeProcess {
 		dbLimit--
 	}
-	q := SlotQuery{Limit: dbLimit + 1}
+	q := SlotQuery{Limit: dbLimit + 1, MaxBytes: maxPageBytes}
 	if nonceMode {
 		q.AfterNonce, q.UntilNonce = pp.FromNonce, pp.ToNonce
 	} else {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type Server struct {
 	closeOnce sync.Once
 	handler   http.Handler
 	bodies    *httpx.Limiter // bytes of large bodies held at once
+	pages     chan struct{}  // schedule pages being built at once
 }
 
 // New starts an SU. The caller serves Handler() and calls Close.
@@ -146,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.wg.Go(func() { s.pub.run(bg) })
 	}
 	s.bodies = httpx.NewLimiter(4*cfg.MaxBodyBytes, 30*time.Second)
+	s.pages = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
 	s.handler = httpx.Wrap(s.routes())
 	return s, nil
 }
@@ -422,6 +425,19 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	// A page holds up to maxPageBytes of items, and its JSON more: bound how
+	// many are built at once.
+	select {
+	case s.pages <- struct{}{}:
+		defer func() { <-s.pages }()
+	case <-time.After(30 * time.Second):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "Too many schedule reads at once; retry later")
+		return
+	case <-ctx.Done():
+		s.fail(w, ctx.Err())
 		return
 	}
 	page, err := s.reader.Page(ctx, proc, pp)
