@@ -247,3 +247,47 @@ func TestLargeBodiesWaitForMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestGraphQLFilterBounds: filters that would build an unbounded SQL query
+// are refused with 400; the largest allowed ones run.
+func TestGraphQLFilterBounds(t *testing.T) {
+	f := newFixture(t, Config{})
+	q := `query($tags: [TagFilter!], $ids: [ID!], $owners: [String!]) { transactions(tags: $tags, ids: $ids, owners: $owners) { edges { cursor } } }`
+	tags := func(n, values int) []map[string]any {
+		var out []map[string]any
+		for i := range n {
+			var vs []string
+			for j := range values {
+				vs = append(vs, fmt.Sprint("v", j))
+			}
+			out = append(out, map[string]any{"name": fmt.Sprint("T", i), "values": vs})
+		}
+		return out
+	}
+	many := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprint("x", i)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		vars map[string]any
+		code int
+		want string
+	}{
+		{"50 tag filters", map[string]any{"tags": tags(50, 2)}, 200, `"edges":[]`},
+		{"51 tag filters", map[string]any{"tags": tags(51, 1)}, 400, "at most 50 tag filters"},
+		{"5000 values", map[string]any{"tags": tags(5, 1000)}, 200, `"edges":[]`},
+		{"5001 values", map[string]any{"tags": tags(5, 1000), "ids": many(1)}, 400, "at most 5000 filter values"},
+		{"1001 values in one filter", map[string]any{"owners": many(1001)}, 400, "at most 1000 values"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, b := f.postGQL(q, tc.vars)
+			if code != tc.code || !strings.Contains(string(b), tc.want) {
+				t.Fatalf("%d %.300s", code, b)
+			}
+		})
+	}
+}
