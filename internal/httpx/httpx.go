@@ -155,10 +155,10 @@ func (w *jsonErrors) finish() {
 	writeError(w.ResponseWriter, w.code, msg)
 }
 
-// rateBody enforces MinBodyRate with read deadlines on the connection. The
-// deadline is cleared when the body ends, because net/http then starts a
-// background read on the connection that must not time out while the handler
-// is still working.
+// rateBody enforces MinBodyRate with read deadlines on the connection. Once
+// the body has ended it sets none: net/http then clears the deadline and
+// starts a background read on the connection, which must not time out (that
+// would cancel the request) while the handler is still working.
 type rateBody struct {
 	io.ReadCloser
 	rc    *http.ResponseController
@@ -188,18 +188,11 @@ func (b *rateBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	if err == io.EOF {
-		b.end()
+		b.off = true
 	} else if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = ErrSlowBody
 	}
 	return n, err
-}
-
-func (b *rateBody) end() {
-	if !b.off && !b.set.IsZero() {
-		b.rc.SetReadDeadline(time.Time{})
-	}
-	b.off = true
 }
 
 func (b *rateBody) Close() error {
