@@ -1,11 +1,13 @@
 package su
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -469,12 +471,18 @@ func TestSUErrorsAreJSON(t *testing.T) {
 	if resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("large headers: %d %s", resp.StatusCode, b)
 	}
-	req, _ = http.NewRequest(http.MethodPost, su.http.URL+"/", strings.NewReader("x"))
-	req.ContentLength = 11 << 20 // declared too large: refused without reading
-	req.Body = io.NopCloser(strings.NewReader(strings.Repeat("x", 11<<20)))
-	resp, err = http.DefaultClient.Do(req)
+	// Declared too large: refused before any of the body is sent (a raw
+	// request, so that no client is writing a body the server does not read).
+	conn, err := net.Dial("tcp", strings.TrimPrefix(su.http.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: su\r\nContent-Length: %d\r\n\r\n", 11<<20)
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("large body: no answer: %v", err)
 	}
 	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()

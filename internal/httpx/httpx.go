@@ -67,12 +67,25 @@ func Wrap(h http.Handler) http.Handler {
 			writeError(w, http.StatusRequestHeaderFieldsTooLarge, "request headers are larger than 64 KiB")
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-			r.Body = &rateBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}
-		}
 		jw := &jsonErrors{ResponseWriter: w}
-		h.ServeHTTP(jw, r)
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			h.ServeHTTP(jw, r)
+			jw.finish()
+			return
+		}
+		// The handler gets a copy of the request reading through rateBody;
+		// the server's own request keeps its body, whose type tells net/http
+		// after the handler whether to drain the rest or close the connection.
+		rb := &rateBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}
+		r2 := r.WithContext(r.Context())
+		r2.Body = rb
+		h.ServeHTTP(jw, r2)
 		jw.finish()
+		if !rb.off {
+			// net/http may drain what is left of the body (under 256 KiB):
+			// bound that too.
+			rb.rc.SetReadDeadline(time.Now().Add(bodyGrace))
+		}
 	})
 }
 

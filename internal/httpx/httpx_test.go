@@ -383,3 +383,32 @@ func TestReadBodyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadBodyAnswered: a handler that answers without reading a large
+// declared body is answered at once (net/http closes rather than drains), and
+// one that leaves a small body unread while the client stalls is cut.
+func TestUnreadBodyAnswered(t *testing.T) {
+	oldGrace := bodyGrace
+	bodyGrace = 500 * time.Millisecond
+	t.Cleanup(func() { bodyGrace = oldGrace })
+	base := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	}))
+	for _, cl := range []int{10 << 20, 1000} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", cl)
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("Content-Length %d, no body sent: no answer: %v", cl, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("Content-Length %d: %d", cl, resp.StatusCode)
+		}
+	}
+}
