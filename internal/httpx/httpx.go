@@ -81,7 +81,11 @@ func Wrap(h http.Handler) http.Handler {
 		r2.Body = rb
 		h.ServeHTTP(jw, r2)
 		jw.finish()
-		if !rb.off {
+		switch {
+		case rb.failed:
+			// Cut: net/http must not wait for the rest before answering.
+			rb.rc.SetReadDeadline(time.Now())
+		case !rb.off:
 			// net/http may drain what is left of the body (under 256 KiB):
 			// bound that too.
 			rb.rc.SetReadDeadline(time.Now().Add(bodyGrace))
@@ -174,11 +178,12 @@ func (w *jsonErrors) finish() {
 // would cancel the request) while the handler is still working.
 type rateBody struct {
 	io.ReadCloser
-	rc    *http.ResponseController
-	start time.Time
-	set   time.Time // the deadline in force
-	n     int64
-	off   bool // deadlines unsupported (a test recorder) or the body ended
+	rc     *http.ResponseController
+	start  time.Time
+	set    time.Time // the deadline in force
+	n      int64
+	off    bool // deadlines unsupported (a test recorder) or the body ended
+	failed bool // a read failed (the connection cannot be read further)
 }
 
 func (b *rateBody) Read(p []byte) (int, error) {
@@ -202,8 +207,11 @@ func (b *rateBody) Read(p []byte) (int, error) {
 	b.n += int64(n)
 	if err == io.EOF {
 		b.off = true
-	} else if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = ErrSlowBody
+	} else if err != nil {
+		b.failed = true
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = ErrSlowBody
+		}
 	}
 	return n, err
 }
