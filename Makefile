@@ -13,9 +13,18 @@ build:
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
+# fuzz runs every fuzz target for FUZZTIME each. The targets are found in the
+# source (every "func FuzzX(" in a _test.go file), so a new one is never
+# missed; go test -fuzz takes one package and one target per run. All targets
+# run even when one fails; the failures are listed at the end.
 FUZZTIME ?= 30s
+GO ?= go
 fuzz:
-	go test ./ans104 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	go test ./ans104 -run '^$$' -fuzz '^FuzzDecodeTags$$' -fuzztime $(FUZZTIME)
-	go test ./ans104 -run '^$$' -fuzz '^FuzzParseBundle$$' -fuzztime $(FUZZTIME)
-	go test ./ans104 -run '^$$' -fuzz '^FuzzVerifyPSS$$' -fuzztime $(FUZZTIME)
+	@failed=""; \
+	for f in $$(find . -name node_modules -prune -o -name '*_test.go' -print | sort); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$(dirname $$f) $$t"; \
+	    $(GO) test $$(dirname $$f) -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || failed="$$failed $$(dirname $$f).$$t"; \
+	  done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed" >&2; exit 1; fi

@@ -113,7 +113,7 @@ func BenchmarkGraphQL(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if r := g.exec(context.Background(), gqlRequest{Query: tc.query, Variables: decode(tc.vars)}); len(r.Errors) > 0 {
+					if r, _ := g.exec(context.Background(), gqlRequest{Query: tc.query, Variables: decode(tc.vars)}); len(r.Errors) > 0 {
 						b.Error(r.Errors)
 						return
 					}

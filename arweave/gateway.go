@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/internal/httpx"
 )
+
+// uploadWait is how long an upload waits for its share of memory before 503.
+const uploadWait = time.Minute
 
 // Config configures a Gateway.
 type Config struct {
@@ -38,6 +42,9 @@ type Gateway struct {
 	upstream *remote
 	bundler  *remote
 	log      *slog.Logger
+	uploads  *httpx.Limiter // bytes of large uploads held at once
+	reads    *httpx.Limiter // bytes of large data held at once while served
+	queries  chan struct{}  // GraphQL executions at once
 }
 
 // NewGateway returns a gateway over s. Call Run to start background work
@@ -52,7 +59,10 @@ func NewGateway(s *Store, cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{store: s, gql: newGraphQL(s), cfg: cfg, log: cfg.Logger}
+	g := &Gateway{store: s, gql: newGraphQL(s), cfg: cfg, log: cfg.Logger,
+		uploads: httpx.NewLimiter(2*cfg.MaxItemSize, uploadWait),
+		reads:   httpx.NewLimiter(2*cfg.MaxItemSize, uploadWait),
+		queries: make(chan struct{}, maxConcurrentQueries)}
 	if cfg.Upstream != "" {
 		g.upstream = newRemote(cfg.Upstream)
 	}
@@ -87,7 +97,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /block/height/{height}", g.blockByHeight)
 	mux.HandleFunc("GET /block/hash/{id}", g.blockByHash)
 	mux.HandleFunc("GET /{id}", g.data)
-	return withCORS(mux)
+	return httpx.Wrap(withCORS(mux))
 }
 
 // withCORS lets browser clients (aoconnect in a page) call the gateway.
@@ -210,14 +220,15 @@ func (g *Gateway) txStatus(w http.ResponseWriter, r *http.Request) {
 // upload is the bundler API: the body is one signed data item (a bundle item
 // is unbundled and indexed too) or a raw binary bundle.
 func (g *Gateway) upload(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxItemSize))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		writeError(w, http.StatusRequestEntityTooLarge, "body is larger than %d bytes", g.cfg.MaxItemSize)
-		return
-	}
+	body, release, err := httpx.ReadBody(w, r, g.uploads, g.cfg.MaxItemSize)
+	defer release()
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "reading body: %v", err)
+		code := httpx.Status(err)
+		if code == http.StatusRequestEntityTooLarge {
+			writeError(w, code, "body is larger than %d bytes", g.cfg.MaxItemSize)
+		} else {
+			writeError(w, code, "reading body: %v", err)
+		}
 		return
 	}
 	if len(body) > 0 && body[0] == '{' {
@@ -288,8 +299,21 @@ func (g *Gateway) graphql(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "no query")
 		return
 	}
-	resp := g.gql.exec(r.Context(), req)
-	if len(resp.Errors) > 0 && resp.Data == nil {
+	select {
+	case g.queries <- struct{}{}:
+	case <-time.After(queryWait):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, gqlErrors("too many GraphQL queries at once; retry later"))
+		return
+	case <-r.Context().Done():
+		writeJSON(w, http.StatusServiceUnavailable, gqlErrors("request canceled"))
+		return
+	}
+	resp, refused := g.gql.exec(r.Context(), req)
+	<-g.queries
+	if refused {
+		// As graphql-over-HTTP answers a request that cannot run: 400 with
+		// the errors and no data.
 		writeJSON(w, http.StatusBadRequest, resp)
 		return
 	}
@@ -303,6 +327,11 @@ func (g *Gateway) graphql(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// gqlErrors is a GraphQL answer with one error and no data.
+func gqlErrors(msg string) map[string]any {
+	return map[string]any{"errors": []map[string]string{{"message": msg}}}
 }
 
 // emptyAnswer reports whether every top-level field of a GraphQL answer is null
@@ -348,6 +377,17 @@ func (g *Gateway) serveData(w http.ResponseWriter, r *http.Request, withTags boo
 	if !validID(id) {
 		writeError(w, http.StatusNotFound, "%q is not a transaction id", id)
 		return
+	}
+	// Large data is held in memory while it is served: a share of the read
+	// limiter, by its size, bounds how much is held at once.
+	if it, err := g.store.Get(r.Context(), id); err == nil && it.DataSize >= 1<<20 {
+		release, err := g.reads.Acquire(r.Context(), it.DataSize)
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "too many large reads at once; retry later")
+			return
+		}
+		defer release()
 	}
 	it, data, err := g.store.Data(r.Context(), id)
 	var contentType string

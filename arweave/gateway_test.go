@@ -744,14 +744,15 @@ func TestUpstreamAndBundler(t *testing.T) {
 	down.put(local)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		// The bundler holds the item a moment before the forwarder, having
-		// its answer, takes it off the queue: wait for both.
-		n, _ := down.store.ForwardPending(context.Background())
-		if _, err := up.store.Get(context.Background(), local.ID()); err == nil && n == 0 {
+		// Delivered, and the queue entry removed (which happens just after the
+		// upstream has answered, so it is waited for too).
+		_, err := up.store.Get(context.Background(), local.ID())
+		if n, _ := down.store.ForwardPending(context.Background()); err == nil && n == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("upload never left the queue for the bundler (%d pending, %d failures)", n, fails)
+			n, _ := down.store.ForwardPending(context.Background())
+			t.Fatalf("upload never reached the bundler (%d pending, %d failures)", n, fails)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

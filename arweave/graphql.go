@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	graphql "github.com/graph-gophers/graphql-go"
+	gqlerrors "github.com/graph-gophers/graphql-go/errors"
 
 	"github.com/aonode/aonode/ans104"
 )
@@ -70,8 +75,120 @@ type gqlRequest struct {
 	Variables     map[string]any `json:"variables"`
 }
 
-func (g *graphQL) exec(ctx context.Context, req gqlRequest) *graphql.Response {
-	return g.schema.Exec(ctx, req.Query, req.OperationName, req.Variables)
+// Bounds on one GraphQL request (issue 19: 850 aliases of transactions(first:
+// 100) took 31 s and answered 104 MB). Real clients ask for one or two root
+// fields of at most 100 items.
+const (
+	maxQueryItems  = 1000     // page sizes summed over every root field and alias
+	maxRootFields  = 100      // root fields, aliases included
+	maxAnswerBytes = 16 << 20 // estimated, checked while items are loaded
+	queryWait      = 10 * time.Second
+)
+
+// maxConcurrentQueries bounds GraphQL executions at once; more wait up to
+// queryWait, then get 503.
+var maxConcurrentQueries = max(4, 2*runtime.GOMAXPROCS(0))
+
+// costError refuses a request over the bounds; it is the caller's fault.
+type costError struct{ msg string }
+
+func (e *costError) Error() string { return e.msg }
+
+// cost accounts for one request. In a dry run resolvers only charge their
+// cost and return nothing, so that a query over the bounds is refused before
+// any of it runs.
+type cost struct {
+	dry           bool
+	fields, items atomic.Int64
+	bytes         atomic.Int64
+}
+
+type costKey struct{}
+
+// charge adds a root field asking for items items.
+func charge(ctx context.Context, items int) (dry bool, err error) {
+	c, _ := ctx.Value(costKey{}).(*cost)
+	if c == nil {
+		return false, nil
+	}
+	f, n := c.fields.Add(1), c.items.Add(int64(items))
+	if f > maxRootFields {
+		return c.dry, &costError{fmt.Sprintf("query too costly: more than %d root fields (aliases count)", maxRootFields)}
+	}
+	if n > maxQueryItems {
+		return c.dry, &costError{fmt.Sprintf("query too costly: more than %d items over all fields (the sum of first)", maxQueryItems)}
+	}
+	return c.dry, nil
+}
+
+// chargeBytes adds the estimated answer size of items.
+func chargeBytes(ctx context.Context, items []*Item) error {
+	c, _ := ctx.Value(costKey{}).(*cost)
+	if c == nil {
+		return nil
+	}
+	var n int64
+	for _, it := range items {
+		// Every field asked for: ids, base64url owner and signature, tags
+		// with JSON escaping of the worst kind (\u00XX).
+		n += 512 + 2*int64(len(it.Owner)+len(it.Signature))
+		for _, t := range it.Tags {
+			n += 32 + 6*int64(len(t.Name)+len(t.Value))
+		}
+	}
+	if c.bytes.Add(n) > maxAnswerBytes {
+		return &costError{fmt.Sprintf("answer too large: more than %d MiB; ask for fewer items", maxAnswerBytes>>20)}
+	}
+	return nil
+}
+
+// connCost is the cost of a connection field: its page size.
+func connCost(first int32) int {
+	if first == 0 {
+		return 1
+	}
+	return pageSize(int(first))
+}
+
+// exec runs a request: a dry run that only adds up its cost, then, when that
+// is within the bounds, the query itself. A request over the bounds answers
+// errors only, which the caller sends as 400.
+func (g *graphQL) exec(ctx context.Context, req gqlRequest) (resp *graphql.Response, refused bool) {
+	dry := &cost{dry: true}
+	resp = g.schema.Exec(context.WithValue(ctx, costKey{}, dry), req.Query, req.OperationName, req.Variables)
+	if err := costErr(resp); err != nil {
+		return err, true
+	}
+	if len(resp.Errors) > 0 {
+		// Parse, validation, variable or argument errors: the dry run reads
+		// no store, so every error it finds is the request's.
+		return &graphql.Response{Errors: resp.Errors}, true
+	}
+	resp = g.schema.Exec(context.WithValue(ctx, costKey{}, &cost{}), req.Query, req.OperationName, req.Variables)
+	if err := costErr(resp); err != nil {
+		return err, true
+	}
+	if len(resp.Data) > maxAnswerBytes {
+		return &graphql.Response{Errors: []*gqlerrors.QueryError{{Message: fmt.Sprintf("answer too large: more than %d MiB; ask for fewer items", maxAnswerBytes>>20)}}}, true
+	}
+	for _, e := range resp.Errors {
+		var qe *QueryError
+		if errors.As(e.ResolverError, &qe) {
+			return &graphql.Response{Errors: resp.Errors}, true // an invalid argument
+		}
+	}
+	return resp, false
+}
+
+// costErr returns a response holding only the first cost error of resp, or nil.
+func costErr(resp *graphql.Response) *graphql.Response {
+	for _, e := range resp.Errors {
+		var ce *costError
+		if errors.As(e.ResolverError, &ce) {
+			return &graphql.Response{Errors: []*gqlerrors.QueryError{{Message: ce.msg}}}
+		}
+	}
+	return nil
 }
 
 type gqlRoot struct{ s *Store }
@@ -85,6 +202,9 @@ type tagFilterArg struct {
 type blockFilterArg struct{ Min, Max *int32 }
 
 func (r *gqlRoot) Transaction(ctx context.Context, args struct{ ID graphql.ID }) (*gqlTx, error) {
+	if dry, err := charge(ctx, 1); dry || err != nil {
+		return nil, err
+	}
 	it, err := r.s.Get(ctx, string(args.ID))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
@@ -110,6 +230,9 @@ func (r *gqlRoot) Transactions(ctx context.Context, args struct {
 	q := Query{Ascending: args.Sort == "HEIGHT_ASC", First: int(args.First)}
 	if args.First < 0 {
 		return nil, &QueryError{"first must not be negative"}
+	}
+	if dry, err := charge(ctx, connCost(args.First)); dry || err != nil {
+		return &gqlTxConn{}, err
 	}
 	if args.First == 0 {
 		return &gqlTxConn{}, nil
@@ -138,6 +261,9 @@ func (r *gqlRoot) Transactions(ctx context.Context, args struct {
 	}
 	items, more, err := r.s.Query(ctx, q)
 	if err != nil {
+		return nil, err
+	}
+	if err := chargeBytes(ctx, items); err != nil {
 		return nil, err
 	}
 	c := &gqlTxConn{more: more}
@@ -174,6 +300,9 @@ func (r *gqlRoot) Block(ctx context.Context, args struct {
 	ID     *string
 	Height *int32
 }) (*gqlBlock, error) {
+	if dry, err := charge(ctx, 1); dry || err != nil {
+		return nil, err
+	}
 	var q BlockQuery
 	q.First = 1
 	if args.ID != nil {
@@ -200,6 +329,9 @@ func (r *gqlRoot) Blocks(ctx context.Context, args struct {
 	q := BlockQuery{IDs: ids(args.IDs), Ascending: args.Sort == "HEIGHT_ASC", First: int(args.First)}
 	if args.First < 0 {
 		return nil, &QueryError{"first must not be negative"}
+	}
+	if dry, err := charge(ctx, connCost(args.First)); dry || err != nil {
+		return &gqlBlockConn{}, err
 	}
 	if args.First == 0 {
 		return &gqlBlockConn{}, nil

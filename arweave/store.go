@@ -481,6 +481,11 @@ const (
 	DefaultPage = 10
 	MaxPage     = 100
 	maxValues   = 1000 // values in one filter list
+	// maxTagFilters and maxQueryValues bound the SQL one query builds: each
+	// tag filter is a subquery (and a selectivity probe), each value a
+	// parameter. AO's clients send at most a few filters.
+	maxTagFilters  = 50
+	maxQueryValues = 5000
 )
 
 // Cursor returns the opaque cursor of an item.
@@ -507,6 +512,16 @@ func (e *QueryError) Error() string { return e.Msg }
 // while new blocks are cut.
 func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
 	first := pageSize(q.First)
+	if len(q.Tags) > maxTagFilters {
+		return nil, false, &QueryError{fmt.Sprintf("at most %d tag filters", maxTagFilters)}
+	}
+	total := len(q.IDs) + len(q.Owners) + len(q.Recipients) + len(q.BundledIn)
+	for _, t := range q.Tags {
+		total += len(t.Values)
+	}
+	if total > maxQueryValues {
+		return nil, false, &QueryError{fmt.Sprintf("at most %d filter values in all", maxQueryValues)}
+	}
 	var where []string
 	var args []any
 	in := func(col string, vals []string) error {

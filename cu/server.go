@@ -35,6 +35,7 @@ import (
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/cu/wasm"
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // Config configures a Server.
@@ -812,7 +813,7 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		s.writeMetrics(w)
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {
 			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
@@ -822,7 +823,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.metrics.requests.Add(1)
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // parseResultsQuery reads from, to, sort and limit.

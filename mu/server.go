@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // Config configures a Server.
@@ -230,7 +231,7 @@ func (s *Server) Idle(ctx context.Context) error {
 
 // Handler is the MU's HTTP API (units.md §4.1).
 func (s *Server) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {
@@ -242,7 +243,7 @@ func (s *Server) Handler() http.Handler {
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		route := s.dispatch(sw, r)
 		s.metrics.request(route, sw.code)
-	})
+	}))
 }
 
 type statusWriter struct {

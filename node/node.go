@@ -22,6 +22,7 @@ import (
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/arweave"
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/internal/httpx"
 	"github.com/aonode/aonode/mu"
 	"github.com/aonode/aonode/su"
 	"github.com/aonode/aonode/wallet"
@@ -215,7 +216,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 }
 
 func (n *Node) serve(ln net.Listener, h http.Handler) {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := httpx.NewServer(h)
 	n.servers = append(n.servers, hs)
 	n.wg.Add(1)
 	go func() {

@@ -83,6 +83,8 @@ func FuzzHTTP(f *testing.F) {
 	}{
 		{"GET", "/", nil}, {"POST", "/", msg}, {"POST", "/?process-id=a&assign=b&exclude=,,", nil},
 		{"GET", "/x?limit=3&from-nonce=2", nil}, {"GET", "/processes/x", nil}, {"GET", "/x/latest", nil},
+		{"GET", "/? ", nil}, // crashed the test itself (issue 19)
+		{"GET", "/x?process-id=y", nil},
 	} {
 		f.Add(s.method, s.target, s.body)
 	}
@@ -94,11 +96,18 @@ func FuzzHTTP(f *testing.F) {
 		if err != nil || u.Host != "" || u.Scheme != "" {
 			return
 		}
-		req := httptest.NewRequest(method, "http://su.test"+u.RequestURI(), bytes.NewReader(body))
+		// The parsed URL is set directly: httptest.NewRequest panics on a
+		// request line that does not parse back (a space in the query, as
+		// "/? "), which is the test's problem, not the handler's.
+		req := httptest.NewRequest(method, "http://su.test/", bytes.NewReader(body))
+		req.URL, req.RequestURI = u, u.RequestURI()
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code >= 500 && w.Code != http.StatusServiceUnavailable {
 			t.Fatalf("%s %s: %d %s", method, target, w.Code, w.Body)
+		}
+		if w.Code >= 400 && w.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("%s %s: %d error is not JSON: %q %s", method, target, w.Code, w.Header().Get("Content-Type"), w.Body)
 		}
 	})
 }

@@ -1,11 +1,13 @@
 package su
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -403,5 +405,129 @@ func TestHTTPRSAWallet(t *testing.T) {
 	_, body := su.get(t, "/processes/"+pid)
 	if pj := mustUnmarshal[ProcessJSON](t, body); pj.Data != nil || pj.Block != "000001736676" {
 		t.Fatalf("legacy process JSON %s", body)
+	}
+}
+
+// TestReadMessageOfAnotherProcess: GET /{message}?process-id=<another process>
+// is 404, by message id and by assignment id; the owning process still reads it.
+func TestReadMessageOfAnotherProcess(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.open(t)
+		su := startSU(t, st, suWallet(), false)
+		var pids []string
+		for range 2 {
+			p := processItem(t, suWallet().Address())
+			if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+				t.Fatalf("POST process %d %s", code, body)
+			}
+			pids = append(pids, p.ID())
+		}
+		a, other := pids[0], pids[1]
+		m := messageItem(t, a)
+		code, body, _ := su.do(t, http.MethodPost, "/", m.Bytes())
+		if code != 200 {
+			t.Fatalf("POST message %d %s", code, body)
+		}
+		_, body = su.get(t, "/"+m.ID()+"?process-id="+a)
+		aid := mustUnmarshal[MessageJSON](t, body).Assignment.ID
+		for _, tc := range []struct {
+			path string
+			code int
+			want string
+		}{
+			{"/" + m.ID() + "?process-id=" + a, 200, `"id":"` + m.ID() + `"`},
+			{"/" + m.ID(), 200, `"id":"` + m.ID() + `"`},
+			{"/" + aid + "?process-id=" + a, 200, `"id":"` + m.ID() + `"`},
+			{"/" + m.ID() + "?process-id=" + other, 404, `{"error":"Message ` + m.ID() + ` is not in the schedule of process ` + other + `"}`},
+			{"/" + aid + "?process-id=" + other, 404, `is not in the schedule of process`},
+			{"/" + strings.Repeat("Z", 43) + "?process-id=" + other, 400, `{"error":"Message or Process not found"}`},
+			{"/" + other + "?process-id=" + other, 200, `"page_info"`},
+		} {
+			code, body := su.get(t, tc.path)
+			if code != tc.code || !strings.Contains(string(body), tc.want) {
+				t.Errorf("GET %s: %d %s", tc.path, code, body)
+			}
+		}
+	})
+}
+
+// TestSUErrorsAreJSON: the SU's answers outside its routes are JSON too, and
+// a body larger than the limit is refused before it is read.
+func TestSUErrorsAreJSON(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	req, _ := http.NewRequest(http.MethodGet, su.http.URL+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("b", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("large headers: %d %s", resp.StatusCode, b)
+	}
+	// Declared too large: refused before any of the body is sent (a raw
+	// request, so that no client is writing a body the server does not read).
+	conn, err := net.Dial("tcp", strings.TrimPrefix(su.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: su\r\nContent-Length: %d\r\n\r\n", 11<<20)
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("large body: no answer: %v", err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"error":"Payload larger than`) {
+		t.Errorf("large body: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestPageReadsAreBounded: with every page slot taken, a schedule read waits,
+// and is answered as soon as one frees.
+func TestPageReadsAreBounded(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	p := processItem(t, suWallet().Address())
+	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+		t.Fatalf("POST process %d %s", code, body)
+	}
+	for range cap(su.pages) {
+		su.pages <- struct{}{}
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := su.get(t, "/"+p.ID()+"?process-id="+p.ID())
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("answered %d with every page slot taken", code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Single messages and processes are not pages: they do not wait.
+	if code, _ := su.get(t, "/processes/"+p.ID()); code != 200 {
+		t.Fatalf("GET /processes: %d", code)
+	}
+	<-su.pages
+	select {
+	case code := <-done:
+		if code != 200 {
+			t.Fatalf("after a slot freed: %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still waiting after a slot freed")
 	}
 }

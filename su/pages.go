@@ -22,9 +22,12 @@ type PageParams struct {
 const (
 	DefaultLimit = 100
 	MaxLimit     = 10000
-	maxPageBytes = 64 << 20 // a page stops growing past this many item bytes
-	maxRun       = 100000   // the most edges one timestamp can span on a page
+	maxRun       = 100000 // the most edges one timestamp can span on a page
 )
+
+// maxPageBytes: a page stops growing past this many item bytes (a variable
+// for tests).
+var maxPageBytes = 64 << 20
 
 // ParsePageParams reads from, to, limit, from-nonce, to-nonce and show-anchor.
 // Numbers must be decimal integers; a limit above MaxLimit is lowered to it.
@@ -115,6 +118,37 @@ func (r Reader) Message(ctx context.Context, id string, showAnchor bool) (_ *Mes
 	return &j, true, nil
 }
 
+// MessageIn is Message within the schedule of process pid ("" for any): the
+// slot of pid whose assignment id is id, else pid's first slot of message id
+// (a message assigned to several processes has a slot in each). ok is false
+// when pid's schedule has no such slot, even if another process's has.
+func (r Reader) MessageIn(ctx context.Context, pid, id string, showAnchor bool) (_ *MessageJSON, ok bool, _ error) {
+	if pid == "" {
+		return r.Message(ctx, id, showAnchor)
+	}
+	s, err := r.Store.SlotByID(ctx, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	if err != nil || s.ProcessID != pid {
+		got, err := r.Store.Scheduled(ctx, pid, []string{id})
+		if err != nil {
+			return nil, false, err
+		}
+		if s = got[id]; s == nil {
+			return nil, false, nil
+		}
+	}
+	if s.Message == nil && !(s.MessageID != s.ProcessID && s.AssignmentID == id) {
+		return nil, false, nil
+	}
+	j, err := SlotToJSON(s, showAnchor)
+	if err != nil {
+		return nil, false, err
+	}
+	return &j, true, nil
+}
+
 // Latest answers GET /{process}/latest: the slot with the highest nonce.
 func (r Reader) Latest(ctx context.Context, pid string) (*MessageJSON, error) {
 	s, err := r.Store.LastSlot(ctx, pid)
@@ -145,7 +179,7 @@ func (r Reader) Page(ctx context.Context, proc *ProcessRecord, pp PageParams) (*
 	if includeProcess {
 		dbLimit--
 	}
-	q := SlotQuery{Limit: dbLimit + 1}
+	q := SlotQuery{Limit: dbLimit + 1, MaxBytes: maxPageBytes}
 	if nonceMode {
 		q.AfterNonce, q.UntilNonce = pp.FromNonce, pp.ToNonce
 	} else {

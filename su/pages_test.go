@@ -34,6 +34,25 @@ func TestPageTimestampRuns(t *testing.T) {
 		}
 	}
 	p := mustProcess(t, st, pid)
+	// Also with pages cut by size (a message slot is about 1.5 KB): the store
+	// stops reading there, and paging still visits every slot once.
+	for _, maxBytes := range []int{maxPageBytes, 4000} {
+		old := maxPageBytes
+		maxPageBytes = maxBytes
+		t.Cleanup(func() { maxPageBytes = old })
+		page, err := Reader{st}.Page(context.Background(), p, PageParams{Limit: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cut := len(page.Edges) < len(all); cut != page.PageInfo.HasNextPage || cut != (maxBytes == 4000) {
+			t.Fatalf("cap %d: first page of %d edges, has_next_page %v", maxBytes, len(page.Edges), page.PageInfo.HasNextPage)
+		}
+		pageThrough(t, st, p, all)
+	}
+}
+
+func pageThrough(t *testing.T, st Store, p *ProcessRecord, all []string) {
+	ctx, pid := context.Background(), p.ID
 	for limit := 1; limit <= 30; limit++ {
 		var got []string
 		var from *int64

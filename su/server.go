@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // Config configures a Server.
@@ -58,6 +59,8 @@ type Server struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	handler   http.Handler
+	bodies    *httpx.Limiter // bytes of large bodies held at once
+	pages     chan struct{}  // schedule pages being built at once
 }
 
 // New starts an SU. The caller serves Handler() and calls Close.
@@ -144,7 +147,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.pub != nil {
 		s.wg.Go(func() { s.pub.run(bg) })
 	}
-	s.handler = s.routes()
+	s.bodies = httpx.NewLimiter(4*cfg.MaxBodyBytes, 30*time.Second)
+	s.pages = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+	s.handler = httpx.Wrap(s.routes())
 	return s, nil
 }
 
@@ -357,14 +362,17 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "If sending assign or process-id, you must send both.")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, release, err := httpx.ReadBody(w, r, s.bodies, s.cfg.MaxBodyBytes)
+	defer release()
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Payload larger than %d bytes", s.cfg.MaxBodyBytes))
-			return
+		switch code := httpx.Status(err); code {
+		case http.StatusRequestEntityTooLarge:
+			writeError(w, code, fmt.Sprintf("Payload larger than %d bytes", s.cfg.MaxBodyBytes))
+		case http.StatusBadRequest:
+			writeError(w, code, "Cannot read the request body")
+		default:
+			writeError(w, code, err.Error())
 		}
-		writeError(w, http.StatusBadRequest, "Cannot read the request body")
 		return
 	}
 	var rc *Receipt
@@ -397,7 +405,8 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	ctx := r.Context()
-	if m, ok, err := s.reader.Message(ctx, id, pp.ShowAnchor); err != nil {
+	pid := q.Get("process-id")
+	if m, ok, err := s.reader.MessageIn(ctx, pid, id, pp.ShowAnchor); err != nil {
 		s.fail(w, err)
 		return
 	} else if ok {
@@ -406,11 +415,29 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	proc, err := s.store.Process(ctx, id)
 	if errors.Is(err, ErrNotFound) {
+		// A message of another process is not this process's to show.
+		if _, elsewhere, err := s.reader.Message(ctx, id, false); err == nil && elsewhere && pid != "" {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("Message %s is not in the schedule of process %s", id, pid))
+			return
+		}
 		writeError(w, http.StatusBadRequest, "Message or Process not found")
 		return
 	}
 	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	// A page holds up to maxPageBytes of items, and its JSON more: bound how
+	// many are built at once.
+	select {
+	case s.pages <- struct{}{}:
+		defer func() { <-s.pages }()
+	case <-time.After(30 * time.Second):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "Too many schedule reads at once; retry later")
+		return
+	case <-ctx.Done():
+		s.fail(w, ctx.Err())
 		return
 	}
 	page, err := s.reader.Page(ctx, proc, pp)

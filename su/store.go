@@ -68,6 +68,11 @@ type SlotQuery struct {
 	UntilNonce     *int64 // nonce <= this
 	ByTimestamp    bool
 	Limit          int
+	// MaxBytes, when positive, stops reading once the rows before the last
+	// one read hold more than MaxBytes of assignment and message bytes, so
+	// that a page of large messages is not read whole (a caller cutting the
+	// page at MaxBytes still sees the row after its cut, for has_next_page).
+	MaxBytes int
 }
 
 // Store is the SU's stable storage. Commit must be durable when it returns nil.
@@ -388,11 +393,36 @@ func (s *sqlStore) Slots(ctx context.Context, pid string, q SlotQuery) ([]*SlotR
 	}
 	args = append(args, int64(q.Limit))
 	sb.WriteString(" LIMIT $" + strconv.Itoa(len(args)))
-	rs, err := collect(ctx, s.read, scanSlot, sb.String(), args...)
+	rs, err := s.slotRows(ctx, q.MaxBytes, sb.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("su: %s: slots of %s: %w", s.name, pid, err)
 	}
 	return rs, nil
+}
+
+// slotRows is collect for slots, stopping early as SlotQuery.MaxBytes says.
+func (s *sqlStore) slotRows(ctx context.Context, maxBytes int, q string, args ...any) ([]*SlotRecord, error) {
+	if maxBytes <= 0 {
+		return collect(ctx, s.read, scanSlot, q, args...)
+	}
+	r, err := s.read.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []*SlotRecord
+	held := 0 // bytes of every row but the last
+	for held <= maxBytes && r.Next() {
+		v, err := scanSlot(r)
+		if err != nil {
+			return nil, err
+		}
+		if n := len(out); n > 0 {
+			held += len(out[n-1].Assignment) + len(out[n-1].Message)
+		}
+		out = append(out, v)
+	}
+	return out, r.Err()
 }
 
 func (s *sqlStore) PendingOutbox(ctx context.Context, limit int) ([]OutboxItem, error) {

@@ -97,6 +97,9 @@ func TestStore(t *testing.T) {
 			{"until ts", SlotQuery{UntilTimestamp: ptr(int64(11)), ByTimestamp: true, Limit: 100}, []int64{1, 2, 3}},
 			{"ts window", SlotQuery{AfterTimestamp: ptr(int64(10)), UntilTimestamp: ptr(int64(12)), ByTimestamp: true, Limit: 100}, []int64{2, 3, 4, 5}},
 			{"nonce window", SlotQuery{AfterNonce: ptr(int64(2)), UntilNonce: ptr(int64(4)), Limit: 100}, []int64{3, 4}},
+			// Stops once the rows before the last hold more than MaxBytes.
+			{"max bytes", SlotQuery{Limit: 100, MaxBytes: 1}, []int64{1, 2}},
+			{"max bytes above all", SlotQuery{Limit: 100, MaxBytes: 1 << 30}, []int64{1, 2, 3, 4, 5, 6}},
 		} {
 			rs, err := st.Slots(ctx, "p1", c.q)
 			if err != nil || !slices.Equal(nonces(rs), c.want) {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // envOr returns the environment variable, or def when it is unset.
@@ -46,7 +48,7 @@ func listen(host string, port int) (net.Listener, error) {
 // serveHTTP serves h on ln until ctx ends, then shuts down gracefully: requests
 // in flight finish (up to 10 s) before it returns.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := httpx.NewServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
