@@ -50,6 +50,12 @@ type network struct {
 
 func newNetwork(t testing.TB, moduleTags ...ans104.Tag) *network {
 	t.Helper()
+	return newNetworkClock(t, nil, moduleTags...)
+}
+
+// newNetworkClock is newNetwork with the SU's clock (nil: the wall clock).
+func newNetworkClock(t testing.TB, now func() int64, moduleTags ...ans104.Tag) *network {
+	t.Helper()
 	ctx := context.Background()
 	st, err := arweave.Open(ctx, t.TempDir())
 	if err != nil {
@@ -59,7 +65,7 @@ func newNetwork(t testing.TB, moduleTags ...ans104.Tag) *network {
 	gwSrv := httptest.NewServer(gw.Handler())
 	var suH http.Handler
 	suSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { suH.ServeHTTP(w, r) }))
-	s, err := su.New(ctx, su.Config{Signer: testWallet(), DataDir: t.TempDir(), Chain: su.NewHTTPChain(gwSrv.URL), URL: suSrv.URL, HeightInterval: 50 * time.Millisecond})
+	s, err := su.New(ctx, su.Config{Signer: testWallet(), DataDir: t.TempDir(), Chain: su.NewHTTPChain(gwSrv.URL), URL: suSrv.URL, HeightInterval: 50 * time.Millisecond, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

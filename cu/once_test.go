@@ -247,3 +247,20 @@ func untouchedWorks() bool {
 	_, err := os.Stat("/proc/self/pagemap")
 	return err == nil
 }
+
+// TestSameMillisecondSlots has the SU assign every message in one
+// millisecond and the CU read the schedule between two of them: the second
+// must not be skipped (a page from the first one's timestamp cursor, which
+// is exclusive, used to leave a gap in the nonces).
+func TestSameMillisecondSlots(t *testing.T) {
+	frozen := time.Now().UnixMilli()
+	n := newNetworkClock(t, func() int64 { return frozen })
+	_, cuURL := n.newCU(Config{}, false)
+	pid := n.spawn()
+	for i := range 4 {
+		m := n.eval(pid, fmt.Sprintf("return %d", i))
+		if got := result(t, cuURL, pid, m).data(); !strings.HasSuffix(got, fmt.Sprint(i)) {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+}

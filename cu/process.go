@@ -346,6 +346,7 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 	}
 	began := time.Now()
 	toMS, hasTo := jsParseInt(opts.to)
+	tgt := opts.target()
 	var batch []evalRow
 	flush := func() error {
 		err := s.store.putEvals(context.WithoutCancel(ctx), batch)
@@ -361,7 +362,10 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 	// while more follow, the next starts at its last cursor instead.
 	from := overlap(p.pos.SUCursor)
 	for {
-		if hasTo && p.pos.Nonce >= 0 && p.pos.SUCursor != "" && p.pos.LeftTS >= toMS {
+		// Done once the target slot is evaluated, or once a slot later than
+		// to is: the SU may still assign slots in to's own millisecond.
+		if hasTo && p.pos.Nonce >= 0 && p.pos.SUCursor != "" &&
+			(p.pos.LeftTS > toMS || tgt.nonce >= 0 && p.pos.Nonce >= tgt.nonce) {
 			break
 		}
 		page, err := s.sched.Messages(ctx, p.info.pid, from, opts.to, s.cfg.PageSize)

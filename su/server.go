@@ -41,6 +41,9 @@ type Config struct {
 	HeightInterval time.Duration
 	// MaxBodyBytes bounds POST bodies (default 10 MiB, as the reference).
 	MaxBodyBytes int64
+	// Now is the clock of assignment timestamps in Unix milliseconds
+	// (tests); default the wall clock.
+	Now func() int64
 }
 
 // Server is a running SU: scheduler, publisher and HTTP handler.
@@ -125,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	scfg := SchedulerConfig{
 		Signer: cfg.Signer, Store: s.store, Legacy: cfg.Legacy, Logger: s.log, Metrics: s.metrics,
-		Height: s.height.Load, OnCommit: onCommit,
+		Height: s.height.Load, OnCommit: onCommit, Now: cfg.Now,
 	}
 	if tc, ok := cfg.Chain.(TxChecker); ok {
 		scfg.Exists, scfg.BaseLayerStatus = tc.Exists, tc.Status
