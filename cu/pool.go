@@ -33,13 +33,16 @@ func DefaultMemoryBudget() int64 {
 }
 
 // Fuel defaults, in the units of wasm.Config.FuelLimit. The aos Lua
-// interpreter burns about 30e9 a second on this project's 2-core test
-// machine (BenchmarkFuelRate in cu/wasm), so a message may compute for
-// about 20 s there and a dry-run for about 2 s; a faster machine finishes
-// the same work sooner and gives the same result.
+// interpreter burns about 400e9-600e9 a second on this project's 2-core test
+// machine (BenchmarkFuelRate in cu/wasm: every loop iteration of the
+// interpreter is charged its whole loop body), so a message may compute for
+// about 30 s of aos there, as the reference's wall clock allows, and a
+// dry-run for about 3 s; a faster machine finishes the same work sooner and
+// gives the same result. Code that burns fuel more slowly than Lua runs
+// longer within the same limit; the wall-clock guard protects the node.
 const (
-	DefaultMessageFuel int64 = 600e9
-	DefaultDryRunFuel  int64 = 60e9
+	DefaultMessageFuel int64 = 20e12
+	DefaultDryRunFuel  int64 = 2e12
 )
 
 var errPoolFull = errors.New("cu: too many evaluations waiting")

@@ -65,8 +65,12 @@ type Node struct {
 
 	cancel  context.CancelFunc
 	servers []*http.Server
-	wg      sync.WaitGroup
-	errc    chan error
+	// reqCtx is every request's base context, cancelled when a stop has
+	// waited ShutdownGrace for requests in flight.
+	reqCtx    context.Context
+	reqCancel context.CancelFunc
+	wg        sync.WaitGroup
+	errc      chan error
 }
 
 // Start opens the data directory, starts every unit and returns once all of
@@ -127,6 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	gwLn, suLn, cuLn, muLn := lns[0], lns[1], lns[2], lns[3]
 	runCtx, cancel := context.WithCancel(context.Background())
 	n := &Node{cancel: cancel, errc: make(chan error, 4)}
+	n.reqCtx, n.reqCancel = context.WithCancel(context.Background())
 	// The cleanup closes n itself, not a named result: every failure below
 	// returns nil, and closing that nil Node panicked instead of reporting
 	// the error.
@@ -217,6 +222,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 func (n *Node) serve(ln net.Listener, h http.Handler) {
 	hs := httpx.NewServer(h)
+	hs.BaseContext = func(net.Listener) context.Context { return n.reqCtx }
 	n.servers = append(n.servers, hs)
 	n.wg.Add(1)
 	go func() {
@@ -236,9 +242,10 @@ func (n *Node) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var errs []error
-	for _, hs := range n.servers {
-		errs = append(errs, hs.Shutdown(ctx))
+	if len(n.servers) > 0 {
+		errs = append(errs, httpx.Shutdown(ctx, n.reqCancel, n.servers...))
 	}
+	n.reqCancel()
 	if n.MU != nil {
 		errs = append(errs, n.MU.Close())
 	}

@@ -57,7 +57,7 @@ free; the reference allows 6/1m; off by default).`,
 		every := fs.Int("checkpoint-every", 1000, "write a file checkpoint every `N` evaluated messages (negative: only on eviction)")
 		publish := fs.Duration("publish-checkpoints", 0, "publish a Checkpoint item per process at most once per `INTERVAL` (0: never)")
 		timeout := fs.Duration("message-timeout", 5*time.Minute, "wall-clock guard per evaluation: past it the evaluation is abandoned with a 503 and nothing is stored (it never decides a result)")
-		msgFuel := fs.Int64("message-fuel", cu.DefaultMessageFuel, "deterministic work limit of one message in `FUEL` units (about 30e9 a second of aos on a 2-core VM); a message that needs more fails the same way everywhere")
+		msgFuel := fs.Int64("message-fuel", cu.DefaultMessageFuel, "deterministic work limit of one message in `FUEL` units (about 500e9 a second of aos on a 2-core VM); a message that needs more fails the same way everywhere")
 		dryFuel := fs.Int64("dry-run-fuel", cu.DefaultDryRunFuel, "the same limit for a dry-run, in `FUEL` units")
 		dryWorkers := fs.Int("dry-run-workers", 0, "`N` dry-runs evaluated at once, apart from messages (default 0: half the cores, at least 1)")
 		pprofAddr := fs.String("pprof", "", "serve Go's profiler on `ADDRESS`, e.g. 127.0.0.1:6060 (default off)")

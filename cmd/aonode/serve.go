@@ -49,6 +49,9 @@ func listen(host string, port int) (net.Listener, error) {
 // in flight finish (up to 10 s) before it returns.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	hs := httpx.NewServer(h)
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	hs.BaseContext = func(net.Listener) context.Context { return reqCtx }
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -58,7 +61,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := httpx.Shutdown(sctx, cancelRequests, hs); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return nil

@@ -9,12 +9,14 @@
 package httpx
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -218,4 +220,38 @@ func (b *rateBody) Read(p []byte) (int, error) {
 
 func (b *rateBody) Close() error {
 	return b.ReadCloser.Close()
+}
+
+// ShutdownGrace is how long Shutdown lets requests in flight finish before
+// it cancels their contexts.
+const ShutdownGrace = 5 * time.Second
+
+// Shutdown stops servers gracefully: they stop accepting at once and the
+// requests in flight get ShutdownGrace to finish; then cancel (which must
+// cancel the servers' BaseContext) tells the rest to stop, and they get
+// until ctx ends. Long requests (an evaluation, an MU waiting for its SU)
+// end with an error instead of holding the whole stop to its deadline;
+// what they had acknowledged is durable already.
+func Shutdown(ctx context.Context, cancel context.CancelFunc, servers ...*http.Server) error {
+	shut := func(ctx context.Context) []error {
+		errs := make([]error, len(servers))
+		var wg sync.WaitGroup
+		for i, hs := range servers {
+			wg.Go(func() { errs[i] = hs.Shutdown(ctx) })
+		}
+		wg.Wait()
+		return errs
+	}
+	gctx, gcancel := context.WithTimeout(ctx, ShutdownGrace)
+	errs := shut(gctx)
+	gcancel()
+	late := false
+	for _, err := range errs {
+		late = late || err != nil
+	}
+	if !late {
+		return nil
+	}
+	cancel()
+	return errors.Join(shut(ctx)...)
 }
