@@ -130,3 +130,18 @@ func BenchmarkResident(b *testing.B) {
 		in.Resident()
 	}
 }
+
+func TestTrapMessage(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"wasm error: out of bounds memory access", "memory access out of bounds"},
+		{"wasm error: integer divide by zero", "divide by zero"},
+		{"wasm error: unreachable", "unreachable"},
+		{"wasm error: stack overflow", "Maximum call stack size exceeded"},
+		{"wasm error: something new", "wasm error: something new"},
+		{"memcpy out of bounds", "memcpy out of bounds"},
+	} {
+		if got := trapMessage(tc.in); got != tc.want {
+			t.Errorf("trapMessage(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

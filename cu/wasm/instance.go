@@ -554,7 +554,7 @@ func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
 			msg = msg[:i]
 		}
-		return errorResult(msg, v.gasUsed), nil
+		return errorResult(trapMessage(msg), v.gasUsed), nil
 	}
 	var top struct {
 		OK       bool            `json:"ok"`
@@ -586,6 +586,34 @@ func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
 }
 
 var emptyArray = json.RawMessage(`[]`)
+
+// v8Traps maps wazero's trap messages to V8's RuntimeError messages, which
+// are what a process's Error says under the reference CU (node ao-loader):
+// the same trap gives the same result on both. wazero reports a remainder
+// by zero as a division by zero; V8's "remainder by zero" is not told apart.
+var v8Traps = map[string]string{
+	"out of bounds memory access":   "memory access out of bounds",
+	"integer divide by zero":        "divide by zero",
+	"integer overflow":              "divide result unrepresentable",
+	"invalid conversion to integer": "float unrepresentable in integer range",
+	"unreachable":                   "unreachable",
+	"invalid table access":          "table index is out of bounds",
+	"indirect call type mismatch":   "null function or function signature mismatch",
+	"stack overflow":                "Maximum call stack size exceeded",
+}
+
+// trapMessage is V8's message for a wazero trap ("wasm error: …", perhaps
+// with wazero's " (recovered by wazero)" suffix), else msg as it is.
+func trapMessage(msg string) string {
+	t, ok := strings.CutPrefix(msg, "wasm error: ")
+	if !ok {
+		return msg
+	}
+	if v8, ok := v8Traps[strings.TrimSpace(t)]; ok {
+		return v8
+	}
+	return msg
+}
 
 func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
 
