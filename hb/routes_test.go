@@ -210,7 +210,9 @@ func TestRoutes(t *testing.T) {
 	// Schedule.
 	code, _, body = f.do("GET", "/"+pid+"~process@1.0/schedule?from=0&to=1", nil)
 	var page struct {
-		Edges []struct{ Node struct{ Message struct{ ID string } } }
+		Edges []struct {
+			Node struct{ Message struct{ ID string } }
+		}
 	}
 	if json.Unmarshal([]byte(body), &page); code != 200 || len(page.Edges) != 2 || page.Edges[0].Node.Message.ID != pid || page.Edges[1].Node.Message.ID != pushed.ID {
 		t.Fatalf("schedule: %d %s", code, body)
