@@ -44,7 +44,7 @@ func startNode(t *testing.T, cfg node.Config) *node.Node {
 // TestAoconnectMainnet drives `aonode run`'s AO-Core surface with the
 // unmodified @permaweb/aoconnect@0.0.98 in MODE 'mainnet' (interop/mainnet.mjs):
 // request() for the node info, spawn, message + result by slot and by id,
-// results, dryrun, ping-pong with a process naming the public mainnet
+// results, getLastSlot/getMessageById/getMessages, dryrun, ping-pong with a process naming the public mainnet
 // scheduler (as aos does), and patch@1.0 state; with aos 2.0.4 (wasm32) and
 // aos 2.0.6 (memory64).
 func TestAoconnectMainnet(t *testing.T) {
@@ -80,7 +80,7 @@ func mainnetScenario(t *testing.T, file, format string) {
 			env = append(env, e)
 		}
 	}
-	cmd.Env = append(env, "HB_URL="+n.HBURL, "GATEWAY_URL="+n.GatewayURL, "MODULE_FORMAT="+format)
+	cmd.Env = append(env, "HB_URL="+n.HBURL, "GATEWAY_URL="+n.GatewayURL, "GRAPHQL_URL="+n.GatewayURL+"/graphql", "MODULE_FORMAT="+format)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -100,7 +100,7 @@ func mainnetScenario(t *testing.T, file, format string) {
 	if err != nil {
 		t.Fatalf("mainnet.mjs: %v\n%s\n%s", err, out, stderr.Bytes())
 	}
-	for _, s := range []string{"info", "publish", "spawn", "message", "result-by-id", "results", "dryrun", "pingpong", "patch"} {
+	for _, s := range []string{"info", "publish", "spawn", "message", "result-by-id", "results", "legacy-reads", "dryrun", "pingpong", "patch"} {
 		if !steps[s] {
 			t.Errorf("step %s did not pass", s)
 		}

@@ -4,16 +4,15 @@
 // today's apps do: request() for the node info, spawn (Scheduler and Authority
 // from /~meta@1.0/info/address, and once with the public mainnet scheduler as
 // aos sends it), message + result by slot and by message id, results,
-// dryrun, ping-pong between two processes spawned this way (the pushed Ping
+// getLastSlot, getMessageById and getMessages (legacy SU reads), dryrun, ping-pong between two processes spawned this way (the pushed Ping
 // must be trusted), and state exposed with patch@1.0. Each step prints one
 // JSON line {"step","ok",...}; the first failed step prints
 // {"step","ok":false,"error"} and the script exits 1.
 //
-// usage: HB_URL=… GATEWAY_URL=… [MODULE_FORMAT=…] node mainnet.mjs WALLET.json MODULE.wasm
+// usage: HB_URL=… GATEWAY_URL=… GRAPHQL_URL=… [MODULE_FORMAT=…] node mainnet.mjs WALLET.json MODULE.wasm
 import fs from "node:fs";
 import crypto from "node:crypto";
 import { createRequire } from "node:module";
-import { connect, createSigner } from "@permaweb/aoconnect";
 
 const require = createRequire(import.meta.url);
 const { createData, ArweaveSigner } = require("arbundles");
@@ -28,6 +27,18 @@ const jwk = JSON.parse(fs.readFileSync(walletPath, "utf8"));
 const myAddress = crypto.createHash("sha256").update(Buffer.from(jwk.n, "base64url")).digest("base64url");
 // aos 2.0.16's SCHEDULER_MAINNET (src/config.js), which it sends unless given --scheduler.
 const MAINNET_SCHEDULER = "n_XZJhUnmldNFo4dhajoPZWhBXuJk-OcQr5JQ49c4Zo";
+
+// ao-scheduler-utils' locate (behind getLastSlot, getMessageById, getMessages)
+// first asks the public testnet SU router, which does not know local processes
+// and answers 4xx; tests run offline, so that answer is given here. Every other
+// request goes out unchanged.
+const realFetch = globalThis.fetch;
+globalThis.fetch = (input, init) =>
+  String(input?.url ?? input).startsWith("https://su-router.ao-testnet.xyz")
+    ? Promise.resolve(new Response("process not found", { status: 404 }))
+    : realFetch(input, init);
+// Imported after the shim: ao-scheduler-utils captures fetch when it loads.
+const { connect, createSigner } = await import("@permaweb/aoconnect");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let current = "setup";
@@ -122,6 +133,19 @@ async function main() {
   assert(rs.edges.length === 1 && Number(rs.edges[0].cursor) === slot + 2, `results ${JSON.stringify(rs.edges.map((e) => e.cursor))}`);
   assert(outputData(rs.edges[0].node) === "full", `results node ${JSON.stringify(rs.edges[0].node.Output)}`);
   out("results", { cursor: rs.edges[0].cursor });
+
+  current = "legacy-reads";
+  // These still locate the process's SU through GraphQL (GRAPHQL_URL) and read
+  // it with the legacy SU API: the node address needs a Scheduler-Location.
+  const last = await ao.getLastSlot({ processId: pid });
+  assert(Number(last) === slot + 2, `getLastSlot ${last}, want ${slot + 2}`);
+  const byIdSU = await ao.getMessageById({ processId: pid, messageId: idSlot.id });
+  assert(byIdSU && byIdSU.message && byIdSU.message.id === idSlot.id, `getMessageById ${JSON.stringify(byIdSU).slice(0, 200)}`);
+  const page = await ao.getMessages({ processId: pid, from: "0", to: String(Date.now() + 60000), limit: "100" });
+  const lastEdge = page && page.edges && page.edges[page.edges.length - 1];
+  const lastNonce = lastEdge && lastEdge.node.assignment.tags.find((t) => t.name === "Nonce").value;
+  assert(lastEdge && Number(lastNonce) === slot + 2, `getMessages ends at slot ${lastNonce}: ${JSON.stringify(page).slice(0, 300)}`);
+  out("legacy-reads", { last });
 
   current = "dryrun";
   await evalLua(pid, "Counter = 41");

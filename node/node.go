@@ -240,6 +240,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			Address: n.MUAddress, Logger: cfg.Logger}); err != nil {
 			return nil, err
 		}
+		// The node address is a scheduler this node serves: say where.
+		loc, err := hb.LocationRecord(muWallet, n.SUURL)
+		if err != nil {
+			return nil, err
+		}
+		if err := (storeChain{n.Store}).Upload(ctx, loc.Bytes()); err != nil {
+			return nil, fmt.Errorf("storing the node address's Scheduler-Location: %w", err)
+		}
 		n.serve(lns[4], n.HB.Handler())
 	}
 	ok = true
