@@ -21,6 +21,7 @@ type fixture struct {
 	t      *testing.T
 	n      *node.Node
 	signer ans104.Signer
+	c      *client.Client // the legacy units, signed by signer
 	module string
 }
 
@@ -37,7 +38,7 @@ func newFixture(t *testing.T, cfg node.Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, n: n, signer: ans104.NewEd25519Signer(key), module: module}
+	return &fixture{t: t, n: n, signer: ans104.NewEd25519Signer(key), c: c, module: module}
 }
 
 // item signs an item as aoconnect's mainnet mode does (transport tags inside).
@@ -52,7 +53,11 @@ func (f *fixture) item(target string, data string, tags ...ans104.Tag) []byte {
 	}
 	tags = append(tags, ans104.Tag{Name: "signing-format", Value: "ans104"}, ans104.Tag{Name: "accept-bundle", Value: "true"},
 		ans104.Tag{Name: "require-codec", Value: "application/json"}, ans104.Tag{Name: "Data-Protocol", Value: "ao"}, ans104.Tag{Name: "Variant", Value: "ao.N.1"})
-	it, err := ans104.Sign(f.signer, []byte(data), ans104.Options{Target: tgt, Tags: tags})
+	// A random anchor: Ed25519 signatures are deterministic, and the same
+	// Eval twice must be two messages.
+	anchor := make([]byte, 32)
+	rand.Read(anchor)
+	it, err := ans104.Sign(f.signer, []byte(data), ans104.Options{Target: tgt, Anchor: anchor, Tags: tags})
 	if err != nil {
 		f.t.Fatal(err)
 	}
