@@ -260,7 +260,7 @@ func (a *Adapter) checkModule(ctx context.Context, module string) error {
 	if len(out.Data.Transactions.Edges) == 0 {
 		return errorf(http.StatusNotFound, "module %s is not on this node's gateway (aos's default module is a public Arweave id). "+
 			"Fix: publish an aos module with `aonode module publish <aos.wasm>` and spawn with `aos <name> --module <printed id>`, "+
-			"or start the node with --upstream https://arweave.net so the gateway fetches it", module)
+			"or run the gateway as 'aonode gateway --upstream https://arweave.net' so that it reads public modules through", module)
 	}
 	for _, t := range out.Data.Transactions.Edges[0].Node.Tags {
 		if t.Name == "Type" && t.Value != "Module" {

@@ -76,10 +76,6 @@ func (l *Locations) resolve(address, u string, ttl time.Duration, err error, not
 	return l.suURL, localTTL, nil
 }
 
-// Serves reports whether processes naming address are scheduled here when
-// the gateway has no record of it.
-func (l *Locations) Serves(address string) bool { return l.local[address] || !l.strict }
-
 // CU wraps a CU gateway client so that its SU lookups fall back to Locations.
 func (l *Locations) CU(g cu.Gateway) cu.Gateway { return cuGateway{g, l} }
 
