@@ -22,6 +22,7 @@ import (
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/arweave"
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/hb"
 	"github.com/aonode/aonode/internal/httpx"
 	"github.com/aonode/aonode/mu"
 	"github.com/aonode/aonode/su"
@@ -50,6 +51,13 @@ type Config struct {
 	Logger      *slog.Logger
 	// Progress, when set, is told about slow first-start work (key generation).
 	Progress func(msg string)
+
+	// HBPort serves the AO-Core surface of today's aos and aoconnect mainnet
+	// mode (package hb); 0: not served (aonode run defaults to 8734).
+	HBPort int
+	// StrictScheduler refuses processes naming a scheduler this node does not
+	// serve, rather than scheduling them on its SU (see hb.Locations).
+	StrictScheduler bool
 }
 
 // Node is a running AO network.
@@ -59,9 +67,12 @@ type Node struct {
 	SU      *su.Server
 	CU      *cu.Server
 	MU      *mu.Server
+	HB      *hb.Adapter // nil unless Config.HBPort
 
 	GatewayURL, SUURL, CUURL, MUURL string
 	SUAddress, CUAddress, MUAddress string
+
+	HBURL string // the AO-Core surface; "" unless Config.HBPort
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -129,8 +140,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		lns = append(lns, ln)
 	}
 	gwLn, suLn, cuLn, muLn := lns[0], lns[1], lns[2], lns[3]
+	if cfg.HBPort != 0 {
+		ln, err := listen(cfg.Host, cfg.HBPort, "AO-Core (--hb-port)")
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	n := &Node{cancel: cancel, errc: make(chan error, 4)}
+	n := &Node{cancel: cancel, errc: make(chan error, 5)}
 	n.reqCtx, n.reqCancel = context.WithCancel(context.Background())
 	// The cleanup closes n itself, not a named result: every failure below
 	// returns nil, and closing that nil Node panicked instead of reporting
@@ -177,11 +198,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("starting the SU (data in %s): %w", filepath.Join(cfg.DataDir, "su"), err)
 	}
 	n.SUAddress = n.SU.Address()
+	// The CU and MU find this SU for processes naming the SU, the MU (the
+	// AO-Core node address) or, unless strict, an unknown scheduler.
+	locs := hb.NewLocations(n.SUURL, []string{n.SUAddress, muWallet.Address()}, cfg.StrictScheduler, cfg.Logger)
 
 	// The CU reaches the gateway and SUs over HTTP on loopback, as a CU on
 	// another machine would; SUs are located through Scheduler-Location.
 	gw := cu.NewHTTPGateway(n.GatewayURL)
-	sched := cu.NewHTTPScheduler("", gw)
+	sched := cu.NewHTTPScheduler("", locs.CU(gw))
 	// A process this node's SU has just scheduled is found there before the
 	// SU has published it to the gateway.
 	sched.Known = []string{n.SUURL}
@@ -199,7 +223,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// what a process sends while booting is delivered.
 	n.MU, err = mu.New(ctx, mu.Config{
 		Signer: muWallet, DataDir: filepath.Join(cfg.DataDir, "mu"), GatewayURL: n.GatewayURL, CUURL: n.CUURL,
-		SpawnPush: true, Logger: cfg.Logger,
+		Gateway: locs.MU(mu.NewHTTPGateway(n.GatewayURL)), SpawnPush: true, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the MU (data in %s): %w", filepath.Join(cfg.DataDir, "mu"), err)
@@ -216,6 +240,22 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.serve(suLn, n.SU.Handler())
 	n.serve(cuLn, n.CU.Handler())
 	n.serve(muLn, n.MU.Handler())
+	if len(lns) > 4 {
+		n.HBURL = "http://" + hostPort(cfg.Host, lns[4])
+		if n.HB, err = hb.New(hb.Config{GatewayURL: n.GatewayURL, SUURL: n.SUURL, CUURL: n.CUURL, MUURL: n.MUURL,
+			Address: n.MUAddress, Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+		// The node address is a scheduler this node serves: say where.
+		loc, err := hb.LocationRecord(muWallet, n.SUURL)
+		if err != nil {
+			return nil, err
+		}
+		if err := (storeChain{n.Store}).Upload(ctx, loc.Bytes()); err != nil {
+			return nil, fmt.Errorf("storing the node address's Scheduler-Location: %w", err)
+		}
+		n.serve(lns[4], n.HB.Handler())
+	}
 	ok = true
 	return n, nil
 }
