@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -160,17 +161,25 @@ func benchNode(ctx context.Context, cfg BenchConfig, wasm []byte, budget int64, 
 		return BenchRow{}, err
 	}
 	defer os.RemoveAll(dir)
-	var ports [4]int
-	for i := range ports {
-		if ports[i], err = loopbackPort(); err != nil {
+	// Free ports are found by listening and closing; another program may
+	// take one before the node binds it, so a taken port means another try.
+	var n *Node
+	for attempt := 0; ; attempt++ {
+		var ports [4]int
+		for i := range ports {
+			if ports[i], err = loopbackPort(); err != nil {
+				return BenchRow{}, err
+			}
+		}
+		fmt.Fprintf(cfg.Log, "bench: starting a node in %s\n", dir)
+		n, err = Start(ctx, Config{DataDir: dir, GatewayPort: ports[0], SUPort: ports[1], CUPort: ports[2], MUPort: ports[3],
+			BlockInterval: 100 * time.Millisecond, MemoryBudget: budget, UnitWallets: cfg.UnitWallets})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 4 {
 			return BenchRow{}, err
 		}
-	}
-	fmt.Fprintf(cfg.Log, "bench: starting a node in %s\n", dir)
-	n, err := Start(ctx, Config{DataDir: dir, GatewayPort: ports[0], SUPort: ports[1], CUPort: ports[2], MUPort: ports[3],
-		BlockInterval: 100 * time.Millisecond, MemoryBudget: budget, UnitWallets: cfg.UnitWallets})
-	if err != nil {
-		return BenchRow{}, err
 	}
 	defer n.Close()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,8 +19,17 @@ import (
 // startNode starts a node on free loopback ports in a temporary directory.
 func startNode(t *testing.T) *Node {
 	t.Helper()
-	n, err := Start(context.Background(), Config{DataDir: t.TempDir(), GatewayPort: freePort(t), SUPort: freePort(t),
-		CUPort: freePort(t), MUPort: freePort(t), BlockInterval: 100 * time.Millisecond})
+	dir := t.TempDir()
+	var n *Node
+	var err error
+	// A free port can be taken by a parallel test before Start binds it.
+	for attempt := 0; attempt < 5; attempt++ {
+		n, err = Start(context.Background(), Config{DataDir: dir, GatewayPort: freePort(t), SUPort: freePort(t),
+			CUPort: freePort(t), MUPort: freePort(t), BlockInterval: 100 * time.Millisecond})
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
