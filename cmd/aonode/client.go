@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -531,21 +532,48 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 		}
 		return fmt.Errorf("cannot open a repl on process %s: %w", process, err)
 	}
+	fmt.Fprint(stdout, prompt)
+	// While the repl waits for a line, the Inbox is checked every second,
+	// so a message that arrives meanwhile is shown within about a second.
+	var mu sync.Mutex
+	idle := make(chan struct{})
+	defer close(idle)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-idle:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			before := inboxSeen
+			if err := showInbox(); err == nil && inboxSeen != before {
+				fmt.Fprint(stdout, prompt)
+			}
+			mu.Unlock()
+		}
+	}()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var code strings.Builder
-	fmt.Fprint(stdout, prompt)
 	for sc.Scan() {
+		mu.Lock()
 		line := sc.Text()
 		if strings.HasSuffix(line, "\\") {
 			code.WriteString(strings.TrimSuffix(line, "\\") + "\n")
 			fmt.Fprint(stdout, "... ")
+			mu.Unlock()
 			continue
 		}
 		code.WriteString(line)
 		src := strings.TrimSpace(code.String())
 		code.Reset()
 		if src == ".exit" {
+			mu.Unlock()
 			return nil
 		}
 		if src != "" {
@@ -568,6 +596,7 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 			}
 		}
 		fmt.Fprint(stdout, prompt)
+		mu.Unlock()
 	}
 	fmt.Fprintln(stdout)
 	return sc.Err()
