@@ -36,6 +36,21 @@ func (s *Server) Evaluations() int64 {
 	return s.metrics.messages
 }
 
+// LiveMemory is the resident memory of the live instances, as the budget
+// counts it (ao_cu_live_memory_bytes).
+func (s *Server) LiveMemory() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, p := range s.procs {
+		n += p.size
+	}
+	return n
+}
+
+// MemoryBudget is the budget in force (Config.MemoryBudget after defaults).
+func (s *Server) MemoryBudget() int64 { return s.cfg.MemoryBudget }
+
 func (s *Server) writeMetrics(w io.Writer) {
 	m := s.metrics
 	m.mu.Lock()

@@ -193,6 +193,16 @@ func TestBudgetByResident(t *testing.T) {
 		result(t, cuURL, pid, n.eval(pid, "return 1"))
 		pids = append(pids, pid)
 	}
+	// Sizes read within a second of a process's boot are read again.
+	s.refreshSizes()
+	for _, pid := range pids {
+		p, _ := s.process(context.Background(), pid)
+		p.mu.Lock()
+		if p.inst != nil && p.sizedGen != p.gen.Load() {
+			t.Errorf("process %s evaluated since its size was read", pid)
+		}
+		p.mu.Unlock()
+	}
 	var sb strings.Builder
 	s.writeMetrics(&sb)
 	t.Logf("live memory:\n%s", grepLines(sb.String(), "ao_cu_live"))

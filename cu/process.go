@@ -84,15 +84,16 @@ func startPosition() position { return position{Nonce: -1} }
 // proc is one process on this CU. mu serialises its evaluation: one
 // process's messages run strictly in order, different processes in parallel.
 type proc struct {
-	mu      sync.Mutex
-	info    *procInfo
-	inst    *wasm.Instance
-	pos     position
-	dirty   int       // messages since the last file checkpoint
-	lastUse time.Time // for the LRU (guarded by Server.mu)
-	size    uint64    // resident memory of inst (guarded by Server.mu)
-	sizedAt time.Time // when size was last measured
-	pubAt   time.Time // last published checkpoint
+	mu       sync.Mutex
+	info     *procInfo
+	inst     *wasm.Instance
+	pos      position
+	dirty    int       // messages since the last file checkpoint
+	lastUse  time.Time // for the LRU (guarded by Server.mu)
+	size     uint64    // resident memory of inst (guarded by Server.mu)
+	sizedAt  time.Time // when size was last measured
+	sizedGen int64     // gen when size was last measured
+	pubAt    time.Time // last published checkpoint
 
 	side       bool           // a throwaway evaluation of the past: never checkpointed
 	dry        bool           // a dry-run: its own workers and fuel limit
@@ -795,13 +796,13 @@ func outputIsOOM(o json.RawMessage) bool {
 // touch records p's use and memory for the LRU.
 func (s *Server) touch(p *proc) {
 	// Resident memory is read from the page tables (0.7 ms for an aos
-	// instance), so at most once a second per process.
+	// instance), so at most once a second per process; sizes that changed
+	// meanwhile are read by refreshSizes.
 	size, stale := uint64(0), false
 	if p.inst != nil {
-		stale = time.Since(p.sizedAt) > time.Second
+		stale = p.sizedAt.IsZero() || p.gen.Load() != p.sizedGen && time.Since(p.sizedAt) > time.Second
 		if stale {
-			size = p.inst.Resident()
-			p.sizedAt = time.Now()
+			size = s.measure(p)
 		}
 	} else {
 		p.sizedAt = time.Time{}
@@ -812,4 +813,38 @@ func (s *Server) touch(p *proc) {
 		p.size = size
 	}
 	s.mu.Unlock()
+}
+
+// measure reads p's resident memory (p.mu held, p.inst set).
+func (s *Server) measure(p *proc) uint64 {
+	p.sizedAt, p.sizedGen = time.Now(), p.gen.Load()
+	return p.inst.Resident()
+}
+
+// refreshSizes re-reads the resident memory of live processes that
+// evaluated since they were last measured, then keeps the budget: touch
+// measures at most once a second, and a process that booted and went idle
+// would otherwise be counted at its size before the boot.
+func (s *Server) refreshSizes() {
+	s.mu.Lock()
+	live := make([]*proc, 0, len(s.procs))
+	for _, p := range s.procs {
+		if p.size > 0 {
+			live = append(live, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range live {
+		if !p.mu.TryLock() {
+			continue
+		}
+		if p.inst != nil && p.gen.Load() != p.sizedGen {
+			size := s.measure(p)
+			s.mu.Lock()
+			p.size = size
+			s.mu.Unlock()
+		}
+		p.mu.Unlock()
+	}
+	s.enforceBudget(s.ctx)
 }

@@ -127,6 +127,9 @@ type Server struct {
 	unitID  string
 	workers *pool // scheduled messages
 	dryPool *pool // dry-runs
+	// refreshSizes runs every 2 s until refreshStop is closed.
+	refreshStop, refreshDone chan struct{}
+	stopOnce                 sync.Once
 	// stateCopies bounds the whole-memory copies /state makes at once.
 	stateCopies *pool
 	metrics     *metrics
@@ -223,6 +226,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		dry: dryCache{ttl: cfg.DryRunCacheTTL}, limiter: &ipLimiter{n: cfg.DryRunRateLimit, win: cfg.DryRunRateWindow},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.refreshStop, s.refreshDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.refreshDone)
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.refreshStop:
+				return
+			case <-t.C:
+				s.refreshSizes()
+			}
+		}
+	}()
 	return s, nil
 }
 
@@ -232,6 +249,8 @@ func (s *Server) Address() string { return s.cfg.Address }
 // Close checkpoints live processes, waits for uploads and closes the store.
 func (s *Server) Close() error {
 	ctx := context.Background()
+	s.stopOnce.Do(func() { close(s.refreshStop) })
+	<-s.refreshDone
 	s.mu.Lock()
 	procs := make([]*proc, 0, len(s.procs))
 	for _, p := range s.procs {

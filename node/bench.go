@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +40,10 @@ type BenchConfig struct {
 	// Concurrency is the number of clients at once in the many-processes
 	// and random rows (default 8).
 	Concurrency int
+	// Idle, when > 0, spawns that many aos processes on one more node and
+	// reports how fast they booted and the resident memory of this process
+	// (the node runs in it) with all of them spawned.
+	Idle int
 	// UnitWallets is the kind of the nodes' unit wallets (Config.UnitWallets).
 	UnitWallets string
 	// Log receives progress lines (nil: none).
@@ -137,13 +142,51 @@ func RunBench(ctx context.Context, cfg BenchConfig, out io.Writer) error {
 	}
 	rows = append(rows, random)
 
+	var idle string
+	if cfg.Idle > 0 {
+		_, err := benchNode(ctx, cfg, wasm, 0, func(b *bench) (BenchRow, error) {
+			start := time.Now()
+			if _, err := b.spawn(ctx, cfg.Idle); err != nil {
+				return BenchRow{}, err
+			}
+			took := time.Since(start)
+			time.Sleep(3 * time.Second) // the CU re-reads sizes every 2 s
+			idle = fmt.Sprintf("%d aos processes spawned and booted in %s (%.0f/s); resident memory of the process %d MiB, CU live instances %d MiB (budget %d MiB)\n",
+				cfg.Idle, took.Round(time.Second), float64(cfg.Idle)/took.Seconds(), residentMiB(), b.n.CU.LiveMemory()>>20, b.n.CU.MemoryBudget()>>20)
+			return BenchRow{}, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "row\tmessages\tmsg+result/s\tof 1 process\tp50\tp99\tevaluations/msg\t")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f%%\t%s\t%s\t%.2f\t\n", r.Name, r.Messages, r.Rate, 100*r.Rate/rows[0].Rate,
 			r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond), r.EvalsPerMessage)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, idle)
+	return err
+}
+
+// residentMiB is this process's resident memory (VmRSS), 0 where unknown.
+func residentMiB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb >> 10
+		}
+	}
+	return 0
 }
 
 type bench struct {

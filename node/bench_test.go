@@ -17,16 +17,16 @@ func TestRunBench(t *testing.T) {
 	}
 	var out bytes.Buffer
 	cfg := BenchConfig{WasmPath: interop.WaoModulePath(t, "aos2_0_4_32.wasm"), Messages: 20, Processes: 4, PerProcess: 3,
-		Random: 6, Accesses: 12, RandomBudget: 8 << 20, Concurrency: 3}
+		Random: 6, Accesses: 12, RandomBudget: 8 << 20, Concurrency: 3, Idle: 5}
 	if err := RunBench(context.Background(), cfg, &out); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", out.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("want a header and 3 rows:\n%s", out.String())
+	if len(lines) != 5 || !strings.HasPrefix(lines[4], "5 aos processes spawned") {
+		t.Fatalf("want a header, 3 rows and the idle line:\n%s", out.String())
 	}
-	for _, l := range lines[1:] {
+	for _, l := range lines[1:4] {
 		f := strings.Fields(l)
 		if evals := f[len(f)-1]; evals != "1.00" {
 			t.Errorf("evaluations per message %s, want 1.00: %s", evals, l)

