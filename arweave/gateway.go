@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	graphql "github.com/graph-gophers/graphql-go"
+
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/internal/httpx"
 )
@@ -309,8 +311,10 @@ func (g *Gateway) graphql(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, gqlErrors("request canceled"))
 		return
 	}
-	resp, refused := g.gql.exec(r.Context(), req)
-	<-g.queries
+	resp, refused := func() (*graphql.Response, bool) {
+		defer func() { <-g.queries }() // also if the query panics
+		return g.gql.exec(r.Context(), req)
+	}()
 	if refused {
 		// As graphql-over-HTTP answers a request that cannot run: 400 with
 		// the errors and no data.
