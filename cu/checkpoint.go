@@ -218,7 +218,7 @@ func (s *Server) enforceBudget(ctx context.Context) {
 				continue
 			}
 			p.inst.Close(ctx)
-			p.inst, p.sizedAt = nil, time.Time{}
+			p.inst = nil
 			s.metrics.evictions.Add(1)
 		}
 		s.mu.Lock()

@@ -365,9 +365,10 @@ func (s *HTTPScheduler) locate(ctx context.Context, pid string) (string, error) 
 	}
 	tx, err := s.Gateway.Tx(ctx, pid)
 	// A process spawned a moment ago may not be on the gateway yet: its SU
-	// publishes asynchronously. Ask the SUs this CU knows, then the gateway
-	// again for a little while, before calling it unknown.
-	for wait := 50 * time.Millisecond; errors.Is(err, ErrNotFound) && wait <= 800*time.Millisecond; wait *= 2 {
+	// publishes asynchronously. Ask the SUs this CU knows (an SU holds a
+	// process from its spawn on), then the gateway again for a little while,
+	// before calling it unknown.
+	if errors.Is(err, ErrNotFound) {
 		for _, u := range s.Known {
 			if s.has(ctx, u, pid) {
 				s.mu.Lock()
@@ -376,6 +377,8 @@ func (s *HTTPScheduler) locate(ctx context.Context, pid string) (string, error) 
 				return u, nil
 			}
 		}
+	}
+	for wait := 50 * time.Millisecond; errors.Is(err, ErrNotFound) && wait <= 800*time.Millisecond; wait *= 2 {
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()

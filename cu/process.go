@@ -84,23 +84,24 @@ func startPosition() position { return position{Nonce: -1} }
 // proc is one process on this CU. mu serialises its evaluation: one
 // process's messages run strictly in order, different processes in parallel.
 type proc struct {
-	mu       sync.Mutex
-	info     *procInfo
-	inst     *wasm.Instance
-	pos      position
-	dirty    int       // messages since the last file checkpoint
-	lastUse  time.Time // for the LRU (guarded by Server.mu)
-	size     uint64    // resident memory of inst (guarded by Server.mu)
-	sizedAt  time.Time // when size was last measured
-	sizedGen int64     // gen when size was last measured
-	pubAt    time.Time // last published checkpoint
+	mu        sync.Mutex
+	info      *procInfo
+	inst      *wasm.Instance
+	pos       position
+	dirty     int            // messages since the last file checkpoint
+	lastUse   time.Time      // for the LRU (guarded by Server.mu)
+	size      uint64         // resident memory of inst (guarded by Server.mu)
+	sizedAt   time.Time      // when size was last measured
+	sizedGen  int64          // gen then
+	sizedInst *wasm.Instance // and the instance measured
+	pubAt     time.Time      // last published checkpoint
 
 	side       bool           // a throwaway evaluation of the past: never checkpointed
 	dry        bool           // a dry-run: its own workers and fuel limit
 	gen        atomic.Int64   // live memory changes (evaluations), for the dry-run cache
 	syncedAt   time.Time      // when an evaluation to the SU's latest message last began
 	arweaveAsk bool           // Arweave checkpoints were already considered for this proc
-	exhausted  map[int64]bool // nonces whose stored result is a fuel-limit failure (read when an instance starts)
+	failed     map[int64]bool // nonces whose stored result is a failure (read when an instance starts)
 }
 
 // process returns the proc for pid, loading its metadata on first use.
@@ -249,11 +250,11 @@ func (s *Server) ensureInstance(ctx context.Context, p *proc, tgt target) error 
 	if p.inst != nil {
 		return nil
 	}
-	ex, err := s.store.exhausted(ctx, p.info.pid, wasm.ErrFuelExhausted.Error())
+	failed, err := s.store.failed(ctx, p.info.pid)
 	if err != nil {
 		return err
 	}
-	p.exhausted = ex
+	p.failed = failed
 	cfg := p.mem0Config(s)
 	var local *position
 	st, ok := s.localCheckpoint(ctx, p.info.pid)
@@ -482,9 +483,11 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 			skip = skip || r.Cron == "" && r.MessageID == sl.MessageID
 		}
 	}
-	if !skip && p.exhausted[sl.Nonce] {
-		// It failed at the fuel limit before, which left the memory as it
-		// was: its stored result stands and it is not run again.
+	if !skip && p.failed[sl.Nonce] {
+		// It failed before, which left the memory as it was (wasm.Instance
+		// rolls a failed message back): its stored result stands and it is
+		// not run again. A message that failed at the fuel limit would
+		// otherwise burn it again on every replay.
 		skip = true
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
 	}
@@ -798,18 +801,15 @@ func (s *Server) touch(p *proc) {
 	// Resident memory is read from the page tables (0.7 ms for an aos
 	// instance), so at most once a second per process; sizes that changed
 	// meanwhile are read by refreshSizes.
-	size, stale := uint64(0), false
-	if p.inst != nil {
-		stale = p.sizedAt.IsZero() || p.gen.Load() != p.sizedGen && time.Since(p.sizedAt) > time.Second
-		if stale {
-			size = s.measure(p)
-		}
-	} else {
-		p.sizedAt = time.Time{}
+	var size uint64
+	stale := p.inst != p.sizedInst || p.inst != nil && p.gen.Load() != p.sizedGen && time.Since(p.sizedAt) > time.Second
+	if stale && p.inst != nil {
+		size = s.measure(p)
 	}
+	p.sizedInst = p.inst
 	s.mu.Lock()
 	p.lastUse = time.Now()
-	if stale || p.inst == nil {
+	if stale {
 		p.size = size
 	}
 	s.mu.Unlock()
@@ -823,7 +823,7 @@ const instanceOverhead = 512 << 10
 
 // measure reads p's resident memory (p.mu held, p.inst set).
 func (s *Server) measure(p *proc) uint64 {
-	p.sizedAt, p.sizedGen = time.Now(), p.gen.Load()
+	p.sizedAt, p.sizedGen, p.sizedInst = time.Now(), p.gen.Load(), p.inst
 	return p.inst.Resident() + instanceOverhead
 }
 

@@ -319,7 +319,8 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 		}
 	}
 	// stored finds the result by the slot the SU named, so an assignment id
-	// finds the result of the message it assigned.
+	// finds the result of the message it assigned; by message id too, for a
+	// message assigned twice (evaluated at its first slot only).
 	stored := func() ([]byte, bool, error) {
 		if tgt.nonce >= 0 {
 			if b, ok, err := s.store.resultAt(ctx, pid, tgt.ts, tgt.nonce); err != nil || ok {
@@ -328,8 +329,10 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 		}
 		return s.store.resultByMessage(ctx, pid, msgID)
 	}
-	if b, ok, err := stored(); err != nil || ok {
-		return b, err
+	if tgt.nonce >= 0 { // (by message id it was looked up above)
+		if b, ok, err := s.store.resultAt(ctx, pid, tgt.ts, tgt.nonce); err != nil || ok {
+			return b, err
+		}
 	}
 	opts := evalOptions{to: strconv.FormatInt(tgt.ts, 10), tgt: tgt}
 	p.mu.Lock()
@@ -353,7 +356,7 @@ func (s *Server) Result(ctx context.Context, pid, msgID string) ([]byte, error) 
 	} else {
 		err := s.evaluate(ctx, p, opts)
 		p.mu.Unlock()
-		s.enforceBudget(context.WithoutCancel(ctx))
+		s.enforceBudget(ctx)
 		if err != nil {
 			return nil, chainErr(err)
 		}

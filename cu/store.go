@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
 	is_error INTEGER NOT NULL, result BLOB NOT NULL,
 	PRIMARY KEY (process, timestamp, ordinate, cron)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS evaluations_message ON evaluations (process, message_id);
+CREATE INDEX IF NOT EXISTS evaluations_failed ON evaluations (process) WHERE is_error=1;
 CREATE TABLE IF NOT EXISTS checkpoints (
 	process TEXT PRIMARY KEY, sha256 TEXT NOT NULL, state BLOB NOT NULL);`
 	d, err := sqlite.Open(ctx, filepath.Join(dir, "cu.db"), schema, 8)
@@ -106,10 +107,10 @@ func (s *store) resultAt(ctx context.Context, pid string, ts, nonce int64) ([]by
 	return b, true, nil
 }
 
-// exhausted returns the nonces of pid's scheduled messages whose stored
-// result is an error containing errText.
-func (s *store) exhausted(ctx context.Context, pid, errText string) (map[int64]bool, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT ordinate FROM evaluations WHERE process=? AND cron='' AND is_error=1 AND instr(result, ?) > 0`, pid, errText)
+// failed returns the nonces of pid's scheduled messages whose stored result
+// is a failure (the partial index evaluations_failed holds just those).
+func (s *store) failed(ctx context.Context, pid string) (map[int64]bool, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT ordinate FROM evaluations WHERE process=? AND cron='' AND is_error=1`, pid)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read failed results: %w", err)
 	}

@@ -40,9 +40,10 @@ type Config struct {
 	// memory the message grew).
 	Revert func(*Result) bool
 	// FuelLimit bounds the work of one message deterministically: the fuel
-	// it may burn, counted by the static instruction costs meter.AddFuel
-	// charges at every function entry and loop header (about one unit per
-	// wasm instruction executed). A message that needs more fails with
+	// it may burn, counted by the static costs meter.AddFuel charges at every
+	// function entry and loop header (each the instruction count of what it
+	// covers, branches not taken included, so an interpreter loop costs its
+	// whole body per iteration). A message that needs more fails with
 	// ErrFuelExhausted as its Error, and its memory is rolled back: the same
 	// result on every run, machine and load, unlike a wall-clock deadline.
 	// 0 means no limit. Modules compiled Uninterruptible have no fuel and
