@@ -95,52 +95,43 @@ func RunBench(ctx context.Context, cfg BenchConfig, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
+	// Each row: a fresh node with its budget, that many processes spawned,
+	// then the messages jobs names (a process each) with conc clients.
+	specs := []struct {
+		name   string
+		budget int64
+		procs  int
+		conc   int
+		jobs   func(pids []string) []string
+	}{
+		{"1 process, sequential", 0, 1, 1, func(pids []string) []string {
+			return slices.Repeat(pids, cfg.Messages)
+		}},
+		{fmt.Sprintf("%d processes × %d, %d clients", cfg.Processes, cfg.PerProcess, cfg.Concurrency), 0, cfg.Processes, cfg.Concurrency,
+			func(pids []string) []string { return slices.Repeat(pids, cfg.PerProcess) }},
+		{fmt.Sprintf("random over %d processes, %d MiB budget", cfg.Random, cfg.RandomBudget>>20), cfg.RandomBudget, cfg.Random, cfg.Concurrency,
+			func(pids []string) []string {
+				jobs := make([]string, cfg.Accesses)
+				for i := range jobs {
+					jobs[i] = pids[mrand.IntN(len(pids))]
+				}
+				return jobs
+			}},
+	}
 	var rows []BenchRow
-	single, err := benchNode(ctx, cfg, wasm, 0, func(b *bench) (BenchRow, error) {
-		pids, err := b.spawn(ctx, 1)
+	for _, sp := range specs {
+		row, err := benchNode(ctx, cfg, wasm, sp.budget, func(b *bench) (BenchRow, error) {
+			pids, err := b.spawn(ctx, sp.procs)
+			if err != nil {
+				return BenchRow{}, err
+			}
+			return b.run(ctx, sp.name, sp.jobs(pids), sp.conc)
+		})
 		if err != nil {
-			return BenchRow{}, err
+			return err
 		}
-		jobs := make([]string, cfg.Messages)
-		for i := range jobs {
-			jobs[i] = pids[0]
-		}
-		return b.run(ctx, "1 process, sequential", jobs, 1)
-	})
-	if err != nil {
-		return err
+		rows = append(rows, row)
 	}
-	rows = append(rows, single)
-	many, err := benchNode(ctx, cfg, wasm, 0, func(b *bench) (BenchRow, error) {
-		pids, err := b.spawn(ctx, cfg.Processes)
-		if err != nil {
-			return BenchRow{}, err
-		}
-		var jobs []string
-		for range cfg.PerProcess {
-			jobs = append(jobs, pids...)
-		}
-		return b.run(ctx, fmt.Sprintf("%d processes × %d, %d clients", cfg.Processes, cfg.PerProcess, cfg.Concurrency), jobs, cfg.Concurrency)
-	})
-	if err != nil {
-		return err
-	}
-	rows = append(rows, many)
-	random, err := benchNode(ctx, cfg, wasm, cfg.RandomBudget, func(b *bench) (BenchRow, error) {
-		pids, err := b.spawn(ctx, cfg.Random)
-		if err != nil {
-			return BenchRow{}, err
-		}
-		jobs := make([]string, cfg.Accesses)
-		for i := range jobs {
-			jobs[i] = pids[mrand.IntN(len(pids))]
-		}
-		return b.run(ctx, fmt.Sprintf("random over %d processes, %d MiB budget", cfg.Random, cfg.RandomBudget>>20), jobs, cfg.Concurrency)
-	})
-	if err != nil {
-		return err
-	}
-	rows = append(rows, random)
 
 	var idle string
 	if cfg.Idle > 0 {
