@@ -36,7 +36,7 @@ type BenchConfig struct {
 }
 
 // RunBench measures, in one run, one warm aos process answering Pings here
-// (with deadline checks, and without), the same through node's ao-loader in
+// (under the fuel limit and turns, as the CU runs a message, and without fuel checks), the same through node's ao-loader in
 // the reference CU's default mode (memory passed in and out per message) and
 // in its live-instance mode, the cold restore of a checkpoint, and a full
 // replay, and prints a table to w.
@@ -52,31 +52,41 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 		return err
 	}
 	msgs := benchMessages(cfg.Messages)
-	var mods [2]*wasm.Module // deadline checks on, off
+	var mods [2]*wasm.Module // fuel checks on, off
 	for i := range mods {
 		if mods[i], err = wasm.Compile(ctx, bin, wasm.Options{Format: cfg.Format, CacheDir: cfg.CacheDir, Uninterruptible: i == 1}); err != nil {
 			return err
 		}
 		defer mods[i].Close(ctx)
 	}
+	turns := benchTurns{p: newPool(1, 0)}
 	var warm [2]samples
 	var replay, forks samples
 	var restores []restoreTimes
 	for range cfg.Rounds {
 		for i, m := range mods {
-			in, err := m.Instantiate(ctx, wasm.Config{MemoryLimit: 1 << 30})
+			// The checked module runs as the CU runs a message: under the
+			// fuel limit, a wall-clock guard and a yield hook.
+			icfg, hctx := wasm.Config{MemoryLimit: 1 << 30}, ctx
+			if i == 0 {
+				icfg.FuelLimit = uint64(DefaultMessageFuel)
+				var cancel context.CancelFunc
+				hctx, cancel = context.WithTimeout(wasm.WithYield(ctx, turns.yield), 5*time.Minute)
+				defer cancel()
+			}
+			in, err := m.Instantiate(ctx, icfg)
 			if err != nil {
 				return err
 			}
 			replayStart := time.Now()
 			for _, msg := range msgs[:2] { // boot, then the Ping handler
-				if _, err := handleOK(ctx, in, msg); err != nil {
+				if _, err := handleOK(hctx, in, msg); err != nil {
 					return err
 				}
 			}
 			start := time.Now()
 			for _, msg := range msgs[2:] {
-				if _, err := handleOK(ctx, in, msg); err != nil {
+				if _, err := handleOK(hctx, in, msg); err != nil {
 					return err
 				}
 			}
@@ -117,8 +127,8 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "measurement (%s, %d Ping messages, median of %d)\tresult\n", filepath.Base(cfg.WasmPath), cfg.Messages, cfg.Rounds)
 	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\n", name, value) }
-	row("aonode, live instance, deadline checks on", warm[0].rate())
-	row("aonode, live instance, no deadline checks", warm[1].rate())
+	row("aonode, live instance, fuel limit and turns (as the CU runs)", warm[0].rate())
+	row("aonode, live instance, no fuel checks", warm[1].rate())
 	row("aonode, full replay from boot", replay.rate()+fmt.Sprintf(" (%d messages)", len(msgs)))
 	row("aonode, dry-runs (fork of the live memory, one Ping each)", forks.rate())
 	slices.SortFunc(restores, func(a, b restoreTimes) int { return cmp.Compare(a.total(), b.total()) })
@@ -205,6 +215,18 @@ func benchRestore(ctx context.Context, m *wasm.Module, image []byte) (restoreTim
 	end := time.Now()
 	in.Close(ctx)
 	return restoreTimes{read: t1.Sub(start), instantiate: end.Sub(t1), size: len(image)}, nil
+}
+
+// benchTurns is the CU's yield hook (handle) with nobody waiting: what a
+// message pays for taking turns.
+type benchTurns struct{ p *pool }
+
+func (t benchTurns) yield() error {
+	if t.p.contended() {
+		t.p.release()
+		return t.p.acquire(context.Background())
+	}
+	return nil
 }
 
 func handleOK(ctx context.Context, in *wasm.Instance, msg [2][]byte) (*wasm.Result, error) {

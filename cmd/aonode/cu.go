@@ -122,7 +122,7 @@ var benchCUCmd = &command{
 	args:    "MODULE.wasm",
 	summary: "Compute Unit: warm aos messages per second, cold restore, full replay, against node ao-loader",
 	help: `Boots the aos module, adds a Ping handler that replies and prints, in one table: Pings per
-second on one warm instance here (with and without deadline checks), a full replay from
+second on one warm instance here (under the fuel limit as the CU runs messages, and without fuel checks), a full replay from
 boot, the cold restore of a checkpoint, and the same Pings through node's
 @permaweb/ao-loader in the reference CU's default mode (memory in and out of every call)
 and in its live-instance mode. Each row is measured --rounds times, the rows taking turns,
