@@ -8,13 +8,17 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // Handler is the AO-Core HTTP surface (mainnet-and-market.md §2.7): node info,
 // /push, and per-process push, compute/results, slot/current, dry-run
-// (as=execution/compute), schedule and now.
+// (as=execution/compute), schedule and now. It has the hardening every unit
+// has (httpx.Wrap): bodies that trickle in are cut, and net/http's own error
+// answers are JSON like the adapter's.
 func (a *Adapter) Handler() http.Handler {
-	return http.HandlerFunc(a.serve)
+	return httpx.Wrap(http.HandlerFunc(a.serve))
 }
 
 // route is a request path in AO-Core's grammar: "/" separates parts, and a
@@ -232,16 +236,17 @@ func resultRef(rt route) (string, bool) {
 	return "", false
 }
 
-// body reads a request body bounded by MaxBodyBytes.
+// body reads a request body bounded by MaxBodyBytes, with httpx.ReadBody as
+// the units do: a declared length past the bound is refused unread.
 func (a *Adapter) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	b, _, err := httpx.ReadBody(w, r, nil, a.cfg.MaxBodyBytes)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Msg: "body larger than " + strconv.FormatInt(mbe.Limit, 10) + " bytes"})
-		} else {
-			writeError(w, &Error{Status: http.StatusBadRequest, Msg: "reading the body: " + err.Error()})
+		code := httpx.Status(err)
+		msg := "reading the body: " + err.Error()
+		if code == http.StatusRequestEntityTooLarge {
+			msg = "body larger than " + strconv.FormatInt(a.cfg.MaxBodyBytes, 10) + " bytes"
 		}
+		writeError(w, &Error{Status: code, Msg: msg})
 		return nil, false
 	}
 	return b, true
