@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,6 +41,7 @@ type Adapter struct {
 	cfg  Config
 	hc   *http.Client
 	log  *slog.Logger
+	gw   *mu.HTTPGateway
 	mu   sync.Mutex
 	addr string
 }
@@ -64,7 +66,8 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Adapter{cfg: cfg, hc: cfg.Client, log: cfg.Logger, addr: cfg.Address}, nil
+	return &Adapter{cfg: cfg, hc: cfg.Client, log: cfg.Logger, addr: cfg.Address,
+		gw: &mu.HTTPGateway{URL: cfg.GatewayURL, Client: cfg.Client}}, nil
 }
 
 // Error is a failure the client caused or must be told about; Status is the
@@ -227,42 +230,23 @@ func (a *Adapter) Spawn(ctx context.Context, body []byte) (string, error) {
 }
 
 // checkModule refuses a process whose module the gateway cannot serve,
-// before anything is scheduled.
+// before anything is scheduled. It asks the gateway as the MU does
+// (mu.HTTPGateway.Tags), which also reports the gateway's GraphQL errors
+// rather than taking them for an unknown module.
 func (a *Adapter) checkModule(ctx context.Context, module string) error {
 	if !validID(module) {
 		return errorf(http.StatusBadRequest, "Module %q is not a transaction id", module)
 	}
-	q, _ := json.Marshal(map[string]any{
-		"query":     `query($ids:[ID!]!){transactions(ids:$ids){edges{node{id tags{name value}}}}}`,
-		"variables": map[string]any{"ids": []string{module}},
-	})
-	code, _, b, err := a.call(ctx, http.MethodPost, a.cfg.GatewayURL+"/graphql", q, "application/json")
-	if err != nil {
-		return err
-	}
-	if code != http.StatusOK {
-		return unitError("gateway", code, b)
-	}
-	var out struct {
-		Data struct {
-			Transactions struct {
-				Edges []struct {
-					Node struct {
-						Tags []su.TagJSON `json:"tags"`
-					} `json:"node"`
-				} `json:"edges"`
-			} `json:"transactions"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return fmt.Errorf("hb: the gateway's answer about module %s: %w", module, err)
-	}
-	if len(out.Data.Transactions.Edges) == 0 {
+	tags, err := a.gw.Tags(ctx, module)
+	if errors.Is(err, mu.ErrNotFound) {
 		return errorf(http.StatusNotFound, "module %s is not on this node's gateway (aos's default module is a public Arweave id). "+
 			"Fix: publish an aos module with `aonode module publish <aos.wasm>` and spawn with `aos <name> --module <printed id>`, "+
 			"or run the gateway as 'aonode gateway --upstream https://arweave.net' so that it reads public modules through", module)
 	}
-	for _, t := range out.Data.Transactions.Edges[0].Node.Tags {
+	if err != nil {
+		return fmt.Errorf("hb: looking up module %s on the gateway: %w", module, err)
+	}
+	for _, t := range tags {
 		if t.Name == "Type" && t.Value != "Module" {
 			return errorf(http.StatusBadRequest, "%s is not a Module (Type: %s)", module, t.Value)
 		}
