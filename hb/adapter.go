@@ -39,8 +39,6 @@ type Config struct {
 // Adapter serves AO-Core requests over the legacy units.
 type Adapter struct {
 	cfg  Config
-	hc   *http.Client
-	log  *slog.Logger
 	gw   *mu.HTTPGateway
 	mu   sync.Mutex
 	addr string
@@ -66,7 +64,7 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Adapter{cfg: cfg, hc: cfg.Client, log: cfg.Logger, addr: cfg.Address,
+	return &Adapter{cfg: cfg, addr: cfg.Address,
 		gw: &mu.HTTPGateway{URL: cfg.GatewayURL, Client: cfg.Client}}, nil
 }
 
@@ -101,7 +99,7 @@ func (a *Adapter) call(ctx context.Context, method, u string, body []byte, ctype
 		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := a.hc.Do(req)
+	resp, err := a.cfg.Client.Do(req)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("hb: %s %s: %w", method, u, err)
 	}
@@ -279,7 +277,7 @@ func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, e
 	if t := ans104.Base64URL(item.Target); t != pid {
 		return nil, errorf(http.StatusBadRequest, "the message's target %s is not the process %s of the path", t, pid)
 	}
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return nil, err
 	}
 	if err := a.ingest(ctx, body); err != nil {
@@ -297,23 +295,21 @@ func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, e
 	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw}, nil
 }
 
-// process reads a process from the SU; 404 if it does not schedule it.
-func (a *Adapter) process(ctx context.Context, pid string) (*su.ProcessJSON, error) {
+// checkProcess answers 404 unless the SU schedules pid. Callers only need
+// to know that it does, so the SU's answer (the whole Process item) is not
+// decoded.
+func (a *Adapter) checkProcess(ctx context.Context, pid string) error {
 	code, _, b, err := a.call(ctx, http.MethodGet, a.cfg.SUURL+"/processes/"+url.PathEscape(pid), nil, "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if code == http.StatusNotFound || code == http.StatusBadRequest {
-		return nil, errorf(http.StatusNotFound, "process %s is not scheduled on this node", pid)
+		return errorf(http.StatusNotFound, "process %s is not scheduled on this node", pid)
 	}
 	if code != http.StatusOK {
-		return nil, unitError("SU", code, b)
+		return unitError("SU", code, b)
 	}
-	var p su.ProcessJSON
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("hb: the SU's process %s: %w", pid, err)
-	}
-	return &p, nil
+	return nil
 }
 
 // slotOf reads the slot (the assignment's Nonce) of message id, waiting up
@@ -409,7 +405,7 @@ func (a *Adapter) Result(ctx context.Context, pid, ref string) (*Pushed, error) 
 		}
 		slot, id = n, assigned(*m)
 	} else if validID(ref) {
-		if _, err := a.process(ctx, pid); err != nil {
+		if err := a.checkProcess(ctx, pid); err != nil {
 			return nil, err
 		}
 		if slot, err = a.slotOf(ctx, pid, ref, 0); err != nil {
@@ -456,7 +452,7 @@ func (a *Adapter) page(ctx context.Context, pid string, q url.Values) (*su.PageJ
 }
 
 func (a *Adapter) schedule(ctx context.Context, pid string, q url.Values) (int, http.Header, []byte, error) {
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return 0, nil, nil, err
 	}
 	q.Set("process-id", pid)
@@ -497,7 +493,7 @@ func (a *Adapter) CurrentSlot(ctx context.Context, pid string) (int64, error) {
 	if !validID(pid) {
 		return 0, errorf(http.StatusBadRequest, "%q is not a process id", pid)
 	}
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return 0, err
 	}
 	code, _, b, err := a.call(ctx, http.MethodGet, a.cfg.SUURL+"/"+url.PathEscape(pid)+"/latest", nil, "")
@@ -553,7 +549,7 @@ func (a *Adapter) DryRun(ctx context.Context, pid string, body []byte, extra []T
 		}
 	}
 	msg["Tags"] = append(tags, extra...)
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(msg)
