@@ -128,11 +128,7 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 	post := r.Method == http.MethodPost
 	switch {
 	case rest[0] == "push" && len(rest) == 1:
-		if !post {
-			writeError(w, &Error{Status: http.StatusMethodNotAllowed, Msg: "push takes a POST with an ANS-104 item"})
-			return
-		}
-		body, ok := a.body(w, r)
+		body, ok := a.itemBody(w, r, "push")
 		if !ok {
 			return
 		}
@@ -158,11 +154,7 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 		writeText(w, n)
 	case rest[0] == "as=execution" && len(rest) == 2 && rest[1] == "compute":
-		if !post {
-			writeError(w, &Error{Status: http.StatusMethodNotAllowed, Msg: "a dry-run takes a POST with an ANS-104 item"})
-			return
-		}
-		body, ok := a.body(w, r)
+		body, ok := a.itemBody(w, r, "a dry-run")
 		if !ok {
 			return
 		}
@@ -234,6 +226,16 @@ func resultRef(rt route) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// itemBody reads the ANS-104 item the route what takes, refusing a request
+// that is not a POST.
+func (a *Adapter) itemBody(w http.ResponseWriter, r *http.Request, what string) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		writeError(w, &Error{Status: http.StatusMethodNotAllowed, Msg: what + " takes a POST with an ANS-104 item"})
+		return nil, false
+	}
+	return a.body(w, r)
 }
 
 // body reads a request body bounded by MaxBodyBytes, with httpx.ReadBody as
