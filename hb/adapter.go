@@ -313,7 +313,9 @@ func (a *Adapter) checkProcess(ctx context.Context, pid string) error {
 }
 
 // slotOf reads the slot (the assignment's Nonce) of message id, waiting up
-// to wait for the SU to hold it when the MU answered before the SU did.
+// to wait for the SU to hold it when the MU answered before the SU did. With
+// a wait the message was accepted, so running out of it is a 504 that says
+// so, not a 404 that would tell the client its message is unknown.
 func (a *Adapter) slotOf(ctx context.Context, pid, id string, wait time.Duration) (int64, error) {
 	if id == pid {
 		return 0, nil
@@ -335,6 +337,10 @@ func (a *Adapter) slotOf(ctx context.Context, pid, id string, wait time.Duration
 			return 0, unitError("SU", code, b)
 		}
 		if time.Now().After(deadline) {
+			if wait > 0 {
+				return 0, errorf(http.StatusGatewayTimeout, "the MU accepted message %s but the SU has not scheduled it on process %s after %s; "+
+					"ask again at /%s~process@1.0/compute/results=%s", id, pid, wait, pid, id)
+			}
 			return 0, errorf(http.StatusNotFound, "message %s is not scheduled on process %s", id, pid)
 		}
 		select {
