@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,8 +39,7 @@ type Config struct {
 // Adapter serves AO-Core requests over the legacy units.
 type Adapter struct {
 	cfg  Config
-	hc   *http.Client
-	log  *slog.Logger
+	gw   *mu.HTTPGateway
 	mu   sync.Mutex
 	addr string
 }
@@ -64,7 +64,8 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Adapter{cfg: cfg, hc: cfg.Client, log: cfg.Logger, addr: cfg.Address}, nil
+	return &Adapter{cfg: cfg, addr: cfg.Address,
+		gw: &mu.HTTPGateway{URL: cfg.GatewayURL, Client: cfg.Client}}, nil
 }
 
 // Error is a failure the client caused or must be told about; Status is the
@@ -98,7 +99,7 @@ func (a *Adapter) call(ctx context.Context, method, u string, body []byte, ctype
 		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := a.hc.Do(req)
+	resp, err := a.cfg.Client.Do(req)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("hb: %s %s: %w", method, u, err)
 	}
@@ -227,42 +228,23 @@ func (a *Adapter) Spawn(ctx context.Context, body []byte) (string, error) {
 }
 
 // checkModule refuses a process whose module the gateway cannot serve,
-// before anything is scheduled.
+// before anything is scheduled. It asks the gateway as the MU does
+// (mu.HTTPGateway.Tags), which also reports the gateway's GraphQL errors
+// rather than taking them for an unknown module.
 func (a *Adapter) checkModule(ctx context.Context, module string) error {
 	if !validID(module) {
 		return errorf(http.StatusBadRequest, "Module %q is not a transaction id", module)
 	}
-	q, _ := json.Marshal(map[string]any{
-		"query":     `query($ids:[ID!]!){transactions(ids:$ids){edges{node{id tags{name value}}}}}`,
-		"variables": map[string]any{"ids": []string{module}},
-	})
-	code, _, b, err := a.call(ctx, http.MethodPost, a.cfg.GatewayURL+"/graphql", q, "application/json")
-	if err != nil {
-		return err
-	}
-	if code != http.StatusOK {
-		return unitError("gateway", code, b)
-	}
-	var out struct {
-		Data struct {
-			Transactions struct {
-				Edges []struct {
-					Node struct {
-						Tags []su.TagJSON `json:"tags"`
-					} `json:"node"`
-				} `json:"edges"`
-			} `json:"transactions"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return fmt.Errorf("hb: the gateway's answer about module %s: %w", module, err)
-	}
-	if len(out.Data.Transactions.Edges) == 0 {
+	tags, err := a.gw.Tags(ctx, module)
+	if errors.Is(err, mu.ErrNotFound) {
 		return errorf(http.StatusNotFound, "module %s is not on this node's gateway (aos's default module is a public Arweave id). "+
 			"Fix: publish an aos module with `aonode module publish <aos.wasm>` and spawn with `aos <name> --module <printed id>`, "+
 			"or run the gateway as 'aonode gateway --upstream https://arweave.net' so that it reads public modules through", module)
 	}
-	for _, t := range out.Data.Transactions.Edges[0].Node.Tags {
+	if err != nil {
+		return fmt.Errorf("hb: looking up module %s on the gateway: %w", module, err)
+	}
+	for _, t := range tags {
 		if t.Name == "Type" && t.Value != "Module" {
 			return errorf(http.StatusBadRequest, "%s is not a Module (Type: %s)", module, t.Value)
 		}
@@ -295,7 +277,7 @@ func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, e
 	if t := ans104.Base64URL(item.Target); t != pid {
 		return nil, errorf(http.StatusBadRequest, "the message's target %s is not the process %s of the path", t, pid)
 	}
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return nil, err
 	}
 	if err := a.ingest(ctx, body); err != nil {
@@ -313,27 +295,27 @@ func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, e
 	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw}, nil
 }
 
-// process reads a process from the SU; 404 if it does not schedule it.
-func (a *Adapter) process(ctx context.Context, pid string) (*su.ProcessJSON, error) {
+// checkProcess answers 404 unless the SU schedules pid. Callers only need
+// to know that it does, so the SU's answer (the whole Process item) is not
+// decoded.
+func (a *Adapter) checkProcess(ctx context.Context, pid string) error {
 	code, _, b, err := a.call(ctx, http.MethodGet, a.cfg.SUURL+"/processes/"+url.PathEscape(pid), nil, "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if code == http.StatusNotFound || code == http.StatusBadRequest {
-		return nil, errorf(http.StatusNotFound, "process %s is not scheduled on this node", pid)
+		return errorf(http.StatusNotFound, "process %s is not scheduled on this node", pid)
 	}
 	if code != http.StatusOK {
-		return nil, unitError("SU", code, b)
+		return unitError("SU", code, b)
 	}
-	var p su.ProcessJSON
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("hb: the SU's process %s: %w", pid, err)
-	}
-	return &p, nil
+	return nil
 }
 
 // slotOf reads the slot (the assignment's Nonce) of message id, waiting up
-// to wait for the SU to hold it when the MU answered before the SU did.
+// to wait for the SU to hold it when the MU answered before the SU did. With
+// a wait the message was accepted, so running out of it is a 504 that says
+// so, not a 404 that would tell the client its message is unknown.
 func (a *Adapter) slotOf(ctx context.Context, pid, id string, wait time.Duration) (int64, error) {
 	if id == pid {
 		return 0, nil
@@ -355,6 +337,10 @@ func (a *Adapter) slotOf(ctx context.Context, pid, id string, wait time.Duration
 			return 0, unitError("SU", code, b)
 		}
 		if time.Now().After(deadline) {
+			if wait > 0 {
+				return 0, errorf(http.StatusGatewayTimeout, "the MU accepted message %s but the SU has not scheduled it on process %s after %s; "+
+					"ask again at /%s~process@1.0/compute/results=%s", id, pid, wait, pid, id)
+			}
 			return 0, errorf(http.StatusNotFound, "message %s is not scheduled on process %s", id, pid)
 		}
 		select {
@@ -425,7 +411,7 @@ func (a *Adapter) Result(ctx context.Context, pid, ref string) (*Pushed, error) 
 		}
 		slot, id = n, assigned(*m)
 	} else if validID(ref) {
-		if _, err := a.process(ctx, pid); err != nil {
+		if err := a.checkProcess(ctx, pid); err != nil {
 			return nil, err
 		}
 		if slot, err = a.slotOf(ctx, pid, ref, 0); err != nil {
@@ -472,7 +458,7 @@ func (a *Adapter) page(ctx context.Context, pid string, q url.Values) (*su.PageJ
 }
 
 func (a *Adapter) schedule(ctx context.Context, pid string, q url.Values) (int, http.Header, []byte, error) {
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return 0, nil, nil, err
 	}
 	q.Set("process-id", pid)
@@ -513,7 +499,7 @@ func (a *Adapter) CurrentSlot(ctx context.Context, pid string) (int64, error) {
 	if !validID(pid) {
 		return 0, errorf(http.StatusBadRequest, "%q is not a process id", pid)
 	}
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return 0, err
 	}
 	code, _, b, err := a.call(ctx, http.MethodGet, a.cfg.SUURL+"/"+url.PathEscape(pid)+"/latest", nil, "")
@@ -569,7 +555,7 @@ func (a *Adapter) DryRun(ctx context.Context, pid string, body []byte, extra []T
 		}
 	}
 	msg["Tags"] = append(tags, extra...)
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(msg)

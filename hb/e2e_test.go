@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,9 +33,18 @@ func freePort(t *testing.T) int {
 func startNode(t *testing.T, cfg node.Config) *node.Node {
 	t.Helper()
 	cfg.DataDir = t.TempDir()
-	cfg.GatewayPort, cfg.SUPort, cfg.CUPort, cfg.MUPort, cfg.HBPort = freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	cfg.BlockInterval = 100 * time.Millisecond
-	n, err := node.Start(context.Background(), cfg)
+	var n *node.Node
+	var err error
+	// A free port can be taken by a parallel test before Start binds it
+	// (node's own startNode retries likewise).
+	for attempt := 0; attempt < 5; attempt++ {
+		cfg.GatewayPort, cfg.SUPort, cfg.CUPort, cfg.MUPort, cfg.HBPort = freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+		n, err = node.Start(context.Background(), cfg)
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,17 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/aonode/aonode/internal/httpx"
 )
 
 // Handler is the AO-Core HTTP surface (mainnet-and-market.md §2.7): node info,
 // /push, and per-process push, compute/results, slot/current, dry-run
-// (as=execution/compute), schedule and now.
+// (as=execution/compute), schedule and now. It has the hardening every unit
+// has (httpx.Wrap): bodies that trickle in are cut, and net/http's own error
+// answers are JSON like the adapter's.
 func (a *Adapter) Handler() http.Handler {
-	return http.HandlerFunc(a.serve)
+	return httpx.Wrap(http.HandlerFunc(a.serve))
 }
 
 // route is a request path in AO-Core's grammar: "/" separates parts, and a
@@ -124,11 +128,7 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 	post := r.Method == http.MethodPost
 	switch {
 	case rest[0] == "push" && len(rest) == 1:
-		if !post {
-			writeError(w, &Error{Status: http.StatusMethodNotAllowed, Msg: "push takes a POST with an ANS-104 item"})
-			return
-		}
-		body, ok := a.body(w, r)
+		body, ok := a.itemBody(w, r, "push")
 		if !ok {
 			return
 		}
@@ -154,11 +154,7 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 		writeText(w, n)
 	case rest[0] == "as=execution" && len(rest) == 2 && rest[1] == "compute":
-		if !post {
-			writeError(w, &Error{Status: http.StatusMethodNotAllowed, Msg: "a dry-run takes a POST with an ANS-104 item"})
-			return
-		}
-		body, ok := a.body(w, r)
+		body, ok := a.itemBody(w, r, "a dry-run")
 		if !ok {
 			return
 		}
@@ -232,16 +228,27 @@ func resultRef(rt route) (string, bool) {
 	return "", false
 }
 
-// body reads a request body bounded by MaxBodyBytes.
+// itemBody reads the ANS-104 item the route what takes, refusing a request
+// that is not a POST.
+func (a *Adapter) itemBody(w http.ResponseWriter, r *http.Request, what string) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		writeError(w, &Error{Status: http.StatusMethodNotAllowed, Msg: what + " takes a POST with an ANS-104 item"})
+		return nil, false
+	}
+	return a.body(w, r)
+}
+
+// body reads a request body bounded by MaxBodyBytes, with httpx.ReadBody as
+// the units do: a declared length past the bound is refused unread.
 func (a *Adapter) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	b, _, err := httpx.ReadBody(w, r, nil, a.cfg.MaxBodyBytes)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Msg: "body larger than " + strconv.FormatInt(mbe.Limit, 10) + " bytes"})
-		} else {
-			writeError(w, &Error{Status: http.StatusBadRequest, Msg: "reading the body: " + err.Error()})
+		code := httpx.Status(err)
+		msg := "reading the body: " + err.Error()
+		if code == http.StatusRequestEntityTooLarge {
+			msg = "body larger than " + strconv.FormatInt(a.cfg.MaxBodyBytes, 10) + " bytes"
 		}
+		writeError(w, &Error{Status: code, Msg: msg})
 		return nil, false
 	}
 	return b, true

@@ -28,7 +28,7 @@ func (a *Adapter) Now(ctx context.Context, pid string, keys []string) (any, erro
 	if !validID(pid) {
 		return nil, errorf(http.StatusBadRequest, "%q is not a process id", pid)
 	}
-	if _, err := a.process(ctx, pid); err != nil {
+	if err := a.checkProcess(ctx, pid); err != nil {
 		return nil, err
 	}
 	state := map[string]json.RawMessage{}
