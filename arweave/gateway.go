@@ -382,18 +382,22 @@ func (g *Gateway) serveData(w http.ResponseWriter, r *http.Request, withTags boo
 		writeError(w, http.StatusNotFound, "%q is not a transaction id", id)
 		return
 	}
-	// Large data is held in memory while it is served: a share of the read
-	// limiter, by its size, bounds how much is held at once.
-	if it, err := g.store.Get(r.Context(), id); err == nil && it.DataSize >= 1<<20 {
-		release, err := g.reads.Acquire(r.Context(), it.DataSize)
-		if err != nil {
-			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusServiceUnavailable, "too many large reads at once; retry later")
-			return
+	it, err := g.store.Get(r.Context(), id)
+	var data []byte
+	if err == nil {
+		// Large data is held in memory while it is served: a share of the
+		// read limiter, by its size, bounds how much is held at once.
+		if it.DataSize >= 1<<20 {
+			release, err := g.reads.Acquire(r.Context(), it.DataSize)
+			if err != nil {
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "too many large reads at once; retry later")
+				return
+			}
+			defer release()
 		}
-		defer release()
+		data, err = g.store.itemData(r.Context(), it)
 	}
-	it, data, err := g.store.Data(r.Context(), id)
 	var contentType string
 	switch {
 	case err == nil:
