@@ -504,9 +504,19 @@ func TestPageReadsAreBounded(t *testing.T) {
 	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
 		t.Fatalf("POST process %d %s", code, body)
 	}
-	for range cap(su.pages) {
-		su.pages <- struct{}{}
+	var releases []func()
+	for range maxConcurrentPages {
+		release, err := su.pages.Acquire(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
 	}
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
 	done := make(chan int, 1)
 	go func() {
 		code, _ := su.get(t, "/"+p.ID()+"?process-id="+p.ID())
@@ -521,7 +531,7 @@ func TestPageReadsAreBounded(t *testing.T) {
 	if code, _ := su.get(t, "/processes/"+p.ID()); code != 200 {
 		t.Fatalf("GET /processes: %d", code)
 	}
-	<-su.pages
+	releases[0]()
 	select {
 	case code := <-done:
 		if code != 200 {
