@@ -423,10 +423,13 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	proc, err := s.store.Process(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		// A message of another process is not this process's to show.
-		if _, elsewhere, err := s.reader.Message(ctx, id, false); err == nil && elsewhere && pid != "" {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("Message %s is not in the schedule of process %s", id, pid))
-			return
+		// A message of another process is not this process's to show. (With
+		// no process-id, MessageIn looked everywhere already.)
+		if pid != "" {
+			if _, elsewhere, err := s.reader.Message(ctx, id, false); err == nil && elsewhere {
+				writeError(w, http.StatusNotFound, fmt.Sprintf("Message %s is not in the schedule of process %s", id, pid))
+				return
+			}
 		}
 		writeError(w, http.StatusBadRequest, "Message or Process not found")
 		return
