@@ -541,3 +541,24 @@ func TestPageReadsAreBounded(t *testing.T) {
 		t.Fatal("still waiting after a slot freed")
 	}
 }
+
+// TestAssignGatewayDown: when the gateway cannot be asked whether an assigned
+// transaction exists, the SU answers 503, which an MU retries, and not 400,
+// which an MU takes for a refusal no retry can change.
+func TestAssignGatewayDown(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	p := processItem(t, suWallet().Address())
+	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+		t.Fatalf("POST process %d %s", code, body)
+	}
+	su.gw.Close()
+	code, body, _ := su.do(t, http.MethodPost, "/?process-id="+p.ID()+"&assign="+strings.Repeat("D", 42)+"A", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "gateway") {
+		t.Fatalf("assign with the gateway down: %d %s", code, body)
+	}
+}
