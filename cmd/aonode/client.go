@@ -94,7 +94,8 @@ func (f *clientFlags) explain(err error) error {
 		unit
 		url string
 	}{{unitGateway, *f.gateway}, {unitMU, *f.mu}, {unitCU, *f.cu}, {unitSU, *f.su}} {
-		if base := strings.TrimRight(u.url, "/"); base != "" && strings.HasPrefix(target, base) {
+		// base+"/": a unit at :4000 does not claim a request to :40000.
+		if base := strings.TrimRight(u.url, "/"); base != "" && strings.HasPrefix(target+"/", base+"/") {
 			return fmt.Errorf("cannot reach the %[1]s at %[2]s: is the node running? Start it with 'aonode run' "+
 				"(or point --%[3]s-url or $%[4]s at a running %[1]s)\n  (%[5]v)", u.name, base, u.flag, u.env, err)
 		}
