@@ -109,9 +109,19 @@ func TestGraphQLAnswerBound(t *testing.T) {
 // and runs as soon as one is free.
 func TestGraphQLConcurrencyBound(t *testing.T) {
 	f := newFixture(t, Config{})
-	for range cap(f.gw.queries) {
-		f.gw.queries <- struct{}{}
+	var releases []func()
+	for range maxConcurrentQueries {
+		release, err := f.gw.queries.Acquire(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
 	}
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
 	done := make(chan int, 1)
 	go func() {
 		code, _ := f.postGQL(`{ transactions { edges { cursor } } }`, nil)
@@ -122,7 +132,7 @@ func TestGraphQLConcurrencyBound(t *testing.T) {
 		t.Fatalf("answered %d with every slot taken", code)
 	case <-time.After(300 * time.Millisecond):
 	}
-	<-f.gw.queries
+	releases[0]()
 	select {
 	case code := <-done:
 		if code != 200 {

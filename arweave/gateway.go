@@ -46,7 +46,7 @@ type Gateway struct {
 	log      *slog.Logger
 	uploads  *httpx.Limiter // bytes of large uploads held at once
 	reads    *httpx.Limiter // bytes of large data held at once while served
-	queries  chan struct{}  // GraphQL executions at once
+	queries  *httpx.Limiter // GraphQL executions at once, one unit each
 }
 
 // NewGateway returns a gateway over s. Call Run to start background work
@@ -64,7 +64,7 @@ func NewGateway(s *Store, cfg Config) *Gateway {
 	g := &Gateway{store: s, gql: newGraphQL(s), cfg: cfg, log: cfg.Logger,
 		uploads: httpx.NewLimiter(2*cfg.MaxItemSize, uploadWait),
 		reads:   httpx.NewLimiter(2*cfg.MaxItemSize, uploadWait),
-		queries: make(chan struct{}, maxConcurrentQueries)}
+		queries: httpx.NewLimiter(int64(maxConcurrentQueries), queryWait)}
 	if cfg.Upstream != "" {
 		g.upstream = newRemote(cfg.Upstream)
 	}
@@ -301,18 +301,18 @@ func (g *Gateway) graphql(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "no query")
 		return
 	}
-	select {
-	case g.queries <- struct{}{}:
-	case <-time.After(queryWait):
+	release, err := g.queries.Acquire(r.Context(), 1)
+	if errors.Is(err, httpx.ErrBusy) {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, gqlErrors("too many GraphQL queries at once; retry later"))
 		return
-	case <-r.Context().Done():
+	}
+	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, gqlErrors("request canceled"))
 		return
 	}
 	resp, refused := func() (*graphql.Response, bool) {
-		defer func() { <-g.queries }() // also if the query panics
+		defer release() // also if the query panics; not held while the answer is written
 		return g.gql.exec(r.Context(), req)
 	}()
 	if refused {
@@ -382,18 +382,22 @@ func (g *Gateway) serveData(w http.ResponseWriter, r *http.Request, withTags boo
 		writeError(w, http.StatusNotFound, "%q is not a transaction id", id)
 		return
 	}
-	// Large data is held in memory while it is served: a share of the read
-	// limiter, by its size, bounds how much is held at once.
-	if it, err := g.store.Get(r.Context(), id); err == nil && it.DataSize >= 1<<20 {
-		release, err := g.reads.Acquire(r.Context(), it.DataSize)
-		if err != nil {
-			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusServiceUnavailable, "too many large reads at once; retry later")
-			return
+	it, err := g.store.Get(r.Context(), id)
+	var data []byte
+	if err == nil {
+		// Large data is held in memory while it is served: a share of the
+		// read limiter, by its size, bounds how much is held at once.
+		if it.DataSize >= 1<<20 {
+			release, err := g.reads.Acquire(r.Context(), it.DataSize)
+			if err != nil {
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "too many large reads at once; retry later")
+				return
+			}
+			defer release()
 		}
-		defer release()
+		data, err = g.store.itemData(r.Context(), it)
 	}
-	it, data, err := g.store.Data(r.Context(), id)
 	var contentType string
 	switch {
 	case err == nil:

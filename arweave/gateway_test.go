@@ -85,19 +85,13 @@ func (f *fixture) mine() Block {
 // gql posts a GraphQL request exactly as a client would and decodes data.
 func (f *fixture) gql(query string, vars map[string]any) map[string]any {
 	f.t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	resp, err := http.Post(f.srv.URL+"/graphql", "application/json", bytes.NewReader(body))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	code, raw := f.postGQL(query, vars)
 	var out struct {
 		Data   map[string]any `json:"data"`
 		Errors []any          `json:"errors"`
 	}
-	raw, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(raw, &out); err != nil || resp.StatusCode != 200 || len(out.Errors) > 0 {
-		f.t.Fatalf("graphql %d: %s", resp.StatusCode, raw)
+	if err := json.Unmarshal(raw, &out); err != nil || code != 200 || len(out.Errors) > 0 {
+		f.t.Fatalf("graphql %d: %s", code, raw)
 	}
 	return out.Data
 }

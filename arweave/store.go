@@ -447,11 +447,22 @@ func (s *Store) Data(ctx context.Context, id string) (*Item, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := s.Raw(ctx, id)
+	data, err := s.itemData(ctx, it)
 	if err != nil {
 		return nil, nil, err
 	}
-	return it, raw[int64(len(raw))-it.DataSize:], nil
+	return it, data, nil
+}
+
+// itemData returns the data bytes of it, an item Get returned: a caller that
+// needs the item's metadata before its data (the gateway sizes its read
+// share by DataSize) reads the item row once.
+func (s *Store) itemData(ctx context.Context, it *Item) ([]byte, error) {
+	raw, err := s.Raw(ctx, it.ID)
+	if err != nil {
+		return nil, err
+	}
+	return raw[int64(len(raw))-it.DataSize:], nil
 }
 
 // TagFilter matches items having a tag named Name whose value is any of Values.

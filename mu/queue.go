@@ -46,7 +46,7 @@ type firstResult struct {
 type runner struct {
 	st          *store
 	exec        func(ctx context.Context, t *task) ([]*task, error)
-	out         *runner // where successors go; nil: this runner
+	out         *runner // where successors go; init makes nil this runner
 	log         *slog.Logger
 	workers     int
 	maxAttempts int
@@ -69,6 +69,9 @@ func (r *runner) init() {
 	r.waiting = map[int64]chan firstResult{}
 	r.wake = make(chan struct{}, 1)
 	r.idle = make(chan struct{})
+	if r.out == nil {
+		r.out = r
+	}
 }
 
 func (r *runner) poke() {
@@ -211,11 +214,7 @@ func (r *runner) step(ctx context.Context, t *task) {
 		t.State = stateDone
 		r.metrics.done(t.Kind)
 		notify = &firstResult{id: t.Ref}
-		if r.out != nil {
-			r.out.add(next...)
-		} else {
-			r.add(next...)
-		}
+		r.out.add(next...)
 	default:
 		t.Attempts++
 		t.LastError = err.Error()

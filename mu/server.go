@@ -142,12 +142,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		log: cfg.Logger, address: ans104.Address(cfg.Signer.Owner())}
 	s.loc = newLocator(cfg.Gateway, st)
 	s.lim = &limiter{lim: cfg.RateLimit, win: map[string]*window{}, now: time.Now}
-	s.run = &runner{st: st, exec: s.exec, log: cfg.Logger, workers: cfg.Workers, maxAttempts: max(cfg.MaxAttempts, 0),
-		baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
-	s.run.init()
-	s.in = &runner{st: st, exec: s.exec, out: s.run, log: cfg.Logger, workers: cfg.IngestWorkers, maxAttempts: max(cfg.MaxAttempts, 0),
-		baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
-	s.in.init()
+	// The crank and ingest runners differ only in their workers and where
+	// successors go.
+	newRunner := func(workers int, out *runner) *runner {
+		r := &runner{st: st, exec: s.exec, out: out, log: cfg.Logger, workers: workers, maxAttempts: max(cfg.MaxAttempts, 0),
+			baseDelay: cfg.RetryDelay, maxDelay: cfg.MaxRetryDelay, metrics: s.metrics}
+		r.init()
+		return r
+	}
+	s.run = newRunner(cfg.Workers, nil)
+	s.in = newRunner(cfg.IngestWorkers, s.run)
 	s.crons = &crons{s: s, max: cfg.MaxMonitors, every: cfg.CronInterval, maxDelay: max(cfg.MaxRetryDelay, cfg.CronInterval),
 		cursors: map[string]string{}, inflight: map[string]bool{}, failing: map[string]*backoff{}}
 

@@ -504,9 +504,19 @@ func TestPageReadsAreBounded(t *testing.T) {
 	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
 		t.Fatalf("POST process %d %s", code, body)
 	}
-	for range cap(su.pages) {
-		su.pages <- struct{}{}
+	var releases []func()
+	for range maxConcurrentPages {
+		release, err := su.pages.Acquire(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
 	}
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
 	done := make(chan int, 1)
 	go func() {
 		code, _ := su.get(t, "/"+p.ID()+"?process-id="+p.ID())
@@ -521,7 +531,7 @@ func TestPageReadsAreBounded(t *testing.T) {
 	if code, _ := su.get(t, "/processes/"+p.ID()); code != 200 {
 		t.Fatalf("GET /processes: %d", code)
 	}
-	<-su.pages
+	releases[0]()
 	select {
 	case code := <-done:
 		if code != 200 {
@@ -529,5 +539,26 @@ func TestPageReadsAreBounded(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("still waiting after a slot freed")
+	}
+}
+
+// TestAssignGatewayDown: when the gateway cannot be asked whether an assigned
+// transaction exists, the SU answers 503, which an MU retries, and not 400,
+// which an MU takes for a refusal no retry can change.
+func TestAssignGatewayDown(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	p := processItem(t, suWallet().Address())
+	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+		t.Fatalf("POST process %d %s", code, body)
+	}
+	su.gw.Close()
+	code, body, _ := su.do(t, http.MethodPost, "/?process-id="+p.ID()+"&assign="+strings.Repeat("D", 42)+"A", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "gateway") {
+		t.Fatalf("assign with the gateway down: %d %s", code, body)
 	}
 }

@@ -108,14 +108,7 @@ func (r Reader) Message(ctx context.Context, id string, showAnchor bool) (_ *Mes
 	if err != nil {
 		return nil, false, err
 	}
-	if s.Message == nil && !(s.MessageID != s.ProcessID && s.AssignmentID == id) {
-		return nil, false, nil
-	}
-	j, err := SlotToJSON(s, showAnchor)
-	if err != nil {
-		return nil, false, err
-	}
-	return &j, true, nil
+	return slotAnswer(s, id, showAnchor)
 }
 
 // MessageIn is Message within the schedule of process pid ("" for any): the
@@ -139,6 +132,12 @@ func (r Reader) MessageIn(ctx context.Context, pid, id string, showAnchor bool) 
 			return nil, false, nil
 		}
 	}
+	return slotAnswer(s, id, showAnchor)
+}
+
+// slotAnswer is the answer to GET /{id} from s, the slot found for id: a
+// pure assignment is answered only when asked for by its assignment id.
+func slotAnswer(s *SlotRecord, id string, showAnchor bool) (_ *MessageJSON, ok bool, _ error) {
 	if s.Message == nil && !(s.MessageID != s.ProcessID && s.AssignmentID == id) {
 		return nil, false, nil
 	}

@@ -30,6 +30,12 @@ func inputErr(format string, args ...any) error {
 // storage failure; nothing about it was acknowledged and it can be sent again.
 var ErrRetry = errors.New("su: not scheduled (storage failure), retry")
 
+// ErrUnavailable is returned (wrapped) when a request was not scheduled
+// because the gateway could not be asked about it (down, or 5xx): not the
+// caller's fault, so it is answered 503, which an MU retries, not 400, which
+// an MU takes for a refusal no retry can change.
+var ErrUnavailable = errors.New("su: the gateway could not be asked; retry")
+
 // ErrClosed is returned once the scheduler is shutting down.
 var ErrClosed = errors.New("su: scheduler closed")
 
@@ -304,7 +310,7 @@ func (s *Scheduler) Assign(ctx context.Context, processID, txID string, baseLaye
 			if _, perr := s.cfg.Store.Process(ctx, txID); perr != nil {
 				ok, err := s.cfg.Exists(ctx, txID)
 				if err != nil {
-					return nil, inputErr("Invalid gateway tx for assigning: %v", err)
+					return nil, fmt.Errorf("%w: does %s exist: %w", ErrUnavailable, txID, err)
 				}
 				if !ok {
 					return nil, inputErr("Transaction %s not found", txID)

@@ -46,6 +46,11 @@ type Config struct {
 	Now func() int64
 }
 
+// maxConcurrentPages bounds the schedule pages built at once (each holds up
+// to maxPageBytes of items, and its JSON more); more wait up to 30 s, then
+// get 503.
+var maxConcurrentPages = max(4, 2*runtime.GOMAXPROCS(0))
+
 // Server is a running SU: scheduler, publisher and HTTP handler.
 type Server struct {
 	cfg       Config
@@ -63,7 +68,7 @@ type Server struct {
 	closeOnce sync.Once
 	handler   http.Handler
 	bodies    *httpx.Limiter // bytes of large bodies held at once
-	pages     chan struct{}  // schedule pages being built at once
+	pages     *httpx.Limiter // schedule pages being built at once, one unit each
 }
 
 // New starts an SU. The caller serves Handler() and calls Close.
@@ -151,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.wg.Go(func() { s.pub.run(bg) })
 	}
 	s.bodies = httpx.NewLimiter(4*cfg.MaxBodyBytes, 30*time.Second)
-	s.pages = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+	s.pages = httpx.NewLimiter(int64(maxConcurrentPages), 30*time.Second)
 	s.handler = httpx.Wrap(s.routes())
 	return s, nil
 }
@@ -341,7 +346,8 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ie):
 		writeError(w, http.StatusBadRequest, ie.Msg)
-	case errors.Is(err, ErrRetry), errors.Is(err, ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrRetry), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("request not completed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
@@ -418,10 +424,13 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	proc, err := s.store.Process(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		// A message of another process is not this process's to show.
-		if _, elsewhere, err := s.reader.Message(ctx, id, false); err == nil && elsewhere && pid != "" {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("Message %s is not in the schedule of process %s", id, pid))
-			return
+		// A message of another process is not this process's to show. (With
+		// no process-id, MessageIn looked everywhere already.)
+		if pid != "" {
+			if _, elsewhere, err := s.reader.Message(ctx, id, false); err == nil && elsewhere {
+				writeError(w, http.StatusNotFound, fmt.Sprintf("Message %s is not in the schedule of process %s", id, pid))
+				return
+			}
 		}
 		writeError(w, http.StatusBadRequest, "Message or Process not found")
 		return
@@ -432,17 +441,17 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	// A page holds up to maxPageBytes of items, and its JSON more: bound how
 	// many are built at once.
-	select {
-	case s.pages <- struct{}{}:
-		defer func() { <-s.pages }()
-	case <-time.After(30 * time.Second):
+	release, err := s.pages.Acquire(ctx, 1)
+	if errors.Is(err, httpx.ErrBusy) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "Too many schedule reads at once; retry later")
 		return
-	case <-ctx.Done():
-		s.fail(w, ctx.Err())
+	}
+	if err != nil {
+		s.fail(w, err)
 		return
 	}
+	defer release()
 	page, err := s.reader.Page(ctx, proc, pp)
 	if err != nil {
 		s.fail(w, err)

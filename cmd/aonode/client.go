@@ -94,7 +94,8 @@ func (f *clientFlags) explain(err error) error {
 		unit
 		url string
 	}{{unitGateway, *f.gateway}, {unitMU, *f.mu}, {unitCU, *f.cu}, {unitSU, *f.su}} {
-		if base := strings.TrimRight(u.url, "/"); base != "" && strings.HasPrefix(target, base) {
+		// base+"/": a unit at :4000 does not claim a request to :40000.
+		if base := strings.TrimRight(u.url, "/"); base != "" && strings.HasPrefix(target+"/", base+"/") {
 			return fmt.Errorf("cannot reach the %[1]s at %[2]s: is the node running? Start it with 'aonode run' "+
 				"(or point --%[3]s-url or $%[4]s at a running %[1]s)\n  (%[5]v)", u.name, base, u.flag, u.env, err)
 		}
@@ -493,7 +494,7 @@ func inboxCheck(from int) string {
 func repl(ctx context.Context, c *client.Client, process string, in io.Reader) error {
 	inboxSeen := -1
 	prompt := "aos> "
-	showInbox := func() error {
+	showInbox := func(ctx context.Context) error {
 		// A fresh anchor each time: the CU caches dry-runs by their body, and a
 		// cached answer would show an old Inbox.
 		anchor := make([]byte, 16)
@@ -524,7 +525,7 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 		inboxSeen = inbox.N
 		return nil
 	}
-	if err := showInbox(); err != nil {
+	if err := showInbox(ctx); err != nil {
 		var ce *client.Error
 		if errors.As(err, &ce) && ce.Status/100 == 4 {
 			return fmt.Errorf("cannot open a repl on process %s: the CU cannot read it; check the id ('aonode spawn' prints it) "+
@@ -535,31 +536,39 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 	fmt.Fprint(stdout, prompt)
 	// While the repl waits for a line, the Inbox is checked every second,
 	// so a message that arrives meanwhile is shown within about a second.
+	// mu orders the poller's output with the loop's; the poller is stopped
+	// (its dry-run canceled) and waited for before repl returns, so that it
+	// never writes after the command has ended.
 	var mu sync.Mutex
-	idle := make(chan struct{})
-	defer close(idle)
-	go func() {
+	var code strings.Builder // a continued statement so far (guarded by mu)
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	var poller sync.WaitGroup
+	stop := func() { stopPolling(); poller.Wait() }
+	defer stop()
+	poller.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			select {
-			case <-idle:
-				return
-			case <-ctx.Done():
+			case <-pollCtx.Done():
 				return
 			case <-t.C:
 			}
 			mu.Lock()
 			before := inboxSeen
-			if err := showInbox(); err == nil && inboxSeen != before {
-				fmt.Fprint(stdout, prompt)
+			if err := showInbox(pollCtx); err == nil && inboxSeen != before {
+				// Show again the prompt the user was typing at.
+				if code.Len() > 0 {
+					fmt.Fprint(stdout, "... ")
+				} else {
+					fmt.Fprint(stdout, prompt)
+				}
 			}
 			mu.Unlock()
 		}
-	}()
+	})
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var code strings.Builder
 	for sc.Scan() {
 		mu.Lock()
 		line := sc.Text()
@@ -591,13 +600,14 @@ func repl(ctx context.Context, c *client.Client, process string, in io.Reader) e
 					prompt = p
 				}
 			}
-			if err := showInbox(); err != nil {
+			if err := showInbox(ctx); err != nil {
 				fmt.Fprintln(stderr, "error: reading the Inbox:", err)
 			}
 		}
 		fmt.Fprint(stdout, prompt)
 		mu.Unlock()
 	}
+	stop()
 	fmt.Fprintln(stdout)
 	return sc.Err()
 }
