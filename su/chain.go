@@ -107,6 +107,9 @@ func (c *HTTPChain) Status(ctx context.Context, id string) (TxStatus, error) {
 		return st, fmt.Errorf("su: tx status: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return st, fmt.Errorf("su: tx status %s: %w", id, ErrNotFound)
+	}
 	if resp.StatusCode/100 != 2 {
 		return st, fmt.Errorf("su: tx status %s: HTTP %d", id, resp.StatusCode)
 	}

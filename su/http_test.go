@@ -562,3 +562,23 @@ func TestAssignGatewayDown(t *testing.T) {
 		t.Fatalf("assign with the gateway down: %d %s", code, body)
 	}
 }
+
+// TestBaseLayerAssignGatewayDown: a base-layer assign whose status the
+// gateway cannot give (down) is 503, which an MU retries, not 400.
+func TestBaseLayerAssignGatewayDown(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), t.TempDir()+"/su.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	su := startSU(t, st, suWallet(), false)
+	p := processItem(t, suWallet().Address())
+	if code, body, _ := su.do(t, http.MethodPost, "/", p.Bytes()); code != 200 {
+		t.Fatalf("POST process %d %s", code, body)
+	}
+	su.gw.Close()
+	code, body, _ := su.do(t, http.MethodPost, "/?process-id="+p.ID()+"&assign="+strings.Repeat("D", 42)+"A&base-layer", nil)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("base-layer assign with the gateway down: %d %s", code, body)
+	}
+}

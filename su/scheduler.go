@@ -289,8 +289,11 @@ func (s *Scheduler) Assign(ctx context.Context, processID, txID string, baseLaye
 			return nil, inputErr("Base layer assignments are not available on this SU")
 		}
 		st, err := s.cfg.BaseLayerStatus(ctx, txID)
-		if err != nil {
+		if errors.Is(err, ErrNotFound) {
 			return nil, inputErr("Invalid gateway tx for assigning: %v", err)
+		}
+		if err != nil { // not the caller's fault: a retry can pass
+			return nil, fmt.Errorf("%w: status of %s: %w", ErrUnavailable, txID, err)
 		}
 		depth := int64(20)
 		if item, err := ans104.Parse(p.Item); err == nil {
