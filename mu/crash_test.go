@@ -28,7 +28,8 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err := New(context.Background(), Config{Signer: w, DataDir: os.Getenv("MU_DATA"), GatewayURL: os.Getenv("MU_GATEWAY"),
-		CUURL: os.Getenv("MU_CU"), RetryDelay: 20 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond})
+		CUURL: os.Getenv("MU_CU"), RetryDelay: 20 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond,
+		Database: os.Getenv("MU_DATABASE"), LeaseTTL: time.Second, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

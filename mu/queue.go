@@ -58,15 +58,20 @@ type runner struct {
 	queues  map[string][]*task
 	running map[string]bool
 	waiting map[int64]chan firstResult
-	active  int
-	wake    chan struct{}
-	idle    chan struct{} // closed and replaced whenever nothing is pending
+	// known holds the ids of the tasks in memory (0) and of those finished
+	// lately (unix ms of the end), so that a task a shared queue's poll
+	// loads again is not run twice.
+	known  map[int64]int64
+	active int
+	wake   chan struct{}
+	idle   chan struct{} // closed and replaced whenever nothing is pending
 }
 
 func (r *runner) init() {
 	r.queues = map[string][]*task{}
 	r.running = map[string]bool{}
 	r.waiting = map[int64]chan firstResult{}
+	r.known = map[int64]int64{}
 	r.wake = make(chan struct{}, 1)
 	r.idle = make(chan struct{})
 	if r.out == nil {
@@ -86,9 +91,13 @@ func (r *runner) add(ts ...*task) {
 	r.mu.Lock()
 	n := 0
 	for _, t := range ts {
-		if t.ID == 0 || t.State != statePending {
+		if t.ID == 0 || t.State != statePending || t.foreign {
 			continue
 		}
+		if _, ok := r.known[t.ID]; ok {
+			continue
+		}
+		r.known[t.ID] = 0
 		r.queues[t.Queue] = append(r.queues[t.Queue], t)
 		n++
 	}
@@ -193,6 +202,10 @@ func (r *runner) step(ctx context.Context, t *task) {
 		r.release(t, false) // shutting down: leave it pending for the next start
 		return
 	}
+	if errors.Is(err, errLostLease) {
+		r.lost(t)
+		return
+	}
 	r.metrics.observeStep(t.Kind, time.Since(start), err)
 	var notify *firstResult
 	switch {
@@ -205,7 +218,10 @@ func (r *runner) step(ctx context.Context, t *task) {
 				n.Wallet = t.Wallet
 			}
 		}
-		if serr := r.st.finish(ctx, t, stateDone, t.LastError, next); serr != nil {
+		if serr := r.st.finish(ctx, t, stateDone, t.LastError, next); errors.Is(serr, errLostLease) {
+			r.lost(t)
+			return
+		} else if serr != nil {
 			r.log.Error("recording a finished step failed; it will run again", "task", t.Key, "err", serr)
 			t.NextAt = nowMS() + r.baseDelay.Milliseconds()
 			r.release(t, false)
@@ -234,7 +250,10 @@ func (r *runner) step(ctx context.Context, t *task) {
 			t.NextAt = nowMS() + d.Milliseconds()
 			r.log.Info("step failed, will retry", "task", t.Key, "attempts", t.Attempts, "in", d, "err", err)
 			r.metrics.retries.Add(1)
-			if serr := r.st.retry(ctx, t); serr != nil {
+			if serr := r.st.retry(ctx, t); errors.Is(serr, errLostLease) {
+				r.lost(t)
+				return
+			} else if serr != nil {
 				r.log.Error("recording a retry failed", "task", t.Key, "err", serr)
 			}
 		}
@@ -251,6 +270,48 @@ func (r *runner) step(ctx context.Context, t *task) {
 	}
 }
 
+// lost drops t's whole queue after its lease went to another MU, which runs
+// it from now on.
+func (r *runner) lost(t *task) {
+	r.log.Warn("the lease of a queue was lost to another MU; dropping it", "queue", t.Queue, "task", t.Key)
+	r.mu.Lock()
+	for _, o := range r.queues[t.Queue] {
+		delete(r.known, o.ID)
+	}
+	r.metrics.pending.Add(-int64(len(r.queues[t.Queue])))
+	delete(r.queues, t.Queue)
+	r.running[t.Queue] = false
+	delete(r.running, t.Queue)
+	r.active--
+	r.mu.Unlock()
+	r.poke()
+}
+
+// keepOnly drops the queues not in held that are not running (a shared
+// queue's leases this MU lost); a running one is dropped when its step's
+// write finds the lease gone.
+func (r *runner) keepOnly(held map[string]bool) {
+	r.mu.Lock()
+	for q, ts := range r.queues {
+		if held[q] || r.running[q] {
+			continue
+		}
+		for _, o := range ts {
+			delete(r.known, o.ID)
+		}
+		r.metrics.pending.Add(-int64(len(ts)))
+		delete(r.queues, q)
+	}
+	now := nowMS()
+	for id, end := range r.known {
+		if end != 0 && now-end > 60_000 {
+			delete(r.known, id)
+		}
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
 // release frees t's queue, popping t when it is finished.
 func (r *runner) release(t *task, finished bool) {
 	r.mu.Lock()
@@ -261,6 +322,11 @@ func (r *runner) release(t *task, finished bool) {
 			r.queues[t.Queue] = q[1:]
 		}
 		r.metrics.pending.Add(-1)
+		if r.st.shared() {
+			r.known[t.ID] = nowMS()
+		} else {
+			delete(r.known, t.ID)
+		}
 	}
 	r.running[t.Queue] = false
 	delete(r.running, t.Queue)

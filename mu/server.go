@@ -2,7 +2,8 @@ package mu
 
 import (
 	"context"
-	"database/sql"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,14 +18,25 @@ import (
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/internal/httpx"
+	"github.com/aonode/aonode/internal/sqldb"
 )
 
 // Config configures a Server.
 type Config struct {
 	// Signer is the MU wallet: it signs every item the MU pushes.
 	Signer ans104.Signer
-	// DataDir holds the durable queue (mu.db).
+	// DataDir holds the durable queue (mu.db) unless Database is set.
 	DataDir string
+	// Database, a postgres:// URL, puts the durable queue on PostgreSQL,
+	// shared by every MU configured with it: MUs lease queues (lease.go), and
+	// a dead MU's queues are claimed by the others once its leases expire.
+	Database string
+	// LeaseTTL is how long a shared queue's lease outlives its MU (default
+	// 10 s): the delay before the others take over a dead MU's tasks.
+	LeaseTTL time.Duration
+	// PollInterval is how often an MU on a shared queue looks for orphaned
+	// queues and for tasks other MUs added to its queues (default 200 ms).
+	PollInterval time.Duration
 	// The units the MU talks to. Nil clients are made from the URLs.
 	Scheduler  SchedulerClient
 	Compute    ComputeClient
@@ -119,6 +131,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.CronInterval, time.Second)
 	def(&cfg.TraceRetention, 24*time.Hour)
 	def(&cfg.IngestWait, 15*time.Second)
+	def(&cfg.LeaseTTL, 10*time.Second)
+	def(&cfg.PollInterval, 200*time.Millisecond)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
 	}
@@ -134,7 +148,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(ctx, cfg.DataDir)
+	var owner string
+	if cfg.Database != "" {
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		owner = ans104.Address(cfg.Signer.Owner())[:8] + "-" + hex.EncodeToString(rnd[:])
+	}
+	st, err := openStore(ctx, cfg.DataDir, cfg.Database, owner, cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -155,10 +175,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.crons = &crons{s: s, max: cfg.MaxMonitors, every: cfg.CronInterval, maxDelay: max(cfg.MaxRetryDelay, cfg.CronInterval),
 		cursors: map[string]string{}, inflight: map[string]bool{}, failing: map[string]*backoff{}}
 
-	pending, err := st.pending(ctx)
-	if err != nil {
-		st.close()
-		return nil, err
+	var pending []*task
+	if !st.shared() { // a shared queue's tasks come by claiming their queues (share)
+		pending, err = st.pending(ctx)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
 	}
 	mons, err := st.monitors(ctx)
 	if err != nil {
@@ -185,6 +208,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.wg.Go(func() { s.run.run(bg) })
 	s.wg.Go(func() { s.in.run(bg) })
 	s.wg.Go(func() { s.crons.run(bg) })
+	if st.shared() {
+		s.wg.Go(func() { s.share(bg) })
+	}
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
@@ -212,6 +238,13 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.wg.Wait()
+		if s.st.shared() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if rerr := s.st.releaseAll(ctx); rerr != nil {
+				s.log.Warn("releasing the queue's leases failed; others take them when they expire", "err", rerr)
+			}
+			cancel()
+		}
 		err = s.st.close()
 	})
 	return err
@@ -232,6 +265,18 @@ func (s *Server) Idle(ctx context.Context) error {
 }
 
 // ---- HTTP ----
+
+// healthz answers a load balancer: 200 when the MU can take items (its queue
+// answers), 503 when it cannot.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.st.d.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "queue: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
 
 // Handler is the MU's HTTP API (units.md §4.1).
 func (s *Server) Handler() http.Handler {
@@ -286,7 +331,16 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 	case path == "/metrics" && r.Method == http.MethodGet:
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		s.metrics.writeTo(w)
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		n, err := s.st.depth(ctx)
+		cancel()
+		if err == nil {
+			fmt.Fprintf(w, "# HELP mu_queue_depth Pending steps in the durable queue (every MU's, when shared).\n# TYPE mu_queue_depth gauge\nmu_queue_depth %d\n", n)
+		}
 		return "metrics"
+	case path == "/healthz" && r.Method == http.MethodGet:
+		s.healthz(w, r)
+		return "healthz"
 	case strings.HasPrefix(path, "/monitor/"):
 		if r.Method != http.MethodPost && r.Method != http.MethodDelete {
 			writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
@@ -441,7 +495,7 @@ func (s *Server) postItem(w http.ResponseWriter, r *http.Request) {
 // submit queues a user task; a task that failed for good before is replaced,
 // so that sending the same item again retries it.
 func (s *Server) submit(ctx context.Context, t *task) (<-chan firstResult, error) {
-	if err := s.st.write(ctx, func(tx *sql.Tx) error {
+	if err := s.st.write(ctx, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(`DELETE FROM tasks WHERE key = ? AND state = ?`, t.Key, stateFailed)
 		return err
 	}); err != nil {

@@ -30,6 +30,11 @@ Scheduler-Location record on --gateway-url). Results are pulled from --cu-url an
 their outboxes pushed onward, recursively. Every step is a task in a durable queue
 in --data; an outbound item is signed by the MU wallet and stored before it is
 sent, so retries and restarts deliver each outbox message exactly once.
+
+With --database postgres://… the queue is on PostgreSQL and shared by every MU
+given the same URL: MUs lease queues of steps, and when an MU dies the others take
+its queues over once its leases expire (--lease-ttl). GET /healthz answers 200
+while the queue answers, 503 when it does not.
 The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first start.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		port := fs.Int("port", 4002, "listen `PORT`")
@@ -43,6 +48,8 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 		cron := fs.Duration("cron-interval", time.Second, "how often monitored processes are polled")
 		workers := fs.Int("workers", 16, "concurrent crank steps")
 		spawnPush := fs.Bool("spawn-push", false, "also crank a new process's boot result")
+		database := fs.String("database", "", "queue database `URL`: postgres://… shared by several MUs (default: SQLite in DIR)")
+		leaseTTL := fs.Duration("lease-ttl", 10*time.Second, "shared queue: how long a dead MU's queues wait before the others take them")
 		verbose := fs.Bool("v", false, "log informational messages too")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
@@ -66,13 +73,14 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 			srv, err := mu.New(ctx, mu.Config{
 				Signer: w, DataDir: *data, GatewayURL: *gateway, CUURL: *cu, RateLimit: rl, CronInterval: *cron,
 				Workers: *workers, SpawnPush: *spawnPush, Logger: logger(*verbose),
+				Database: *database, LeaseTTL: *leaseTTL,
 			})
 			if err != nil {
 				ln.Close()
 				return err
 			}
 			defer srv.Close()
-			fmt.Fprintf(stderr, "aonode mu: listening on http://%s, MU address %s, gateway %s, CU %s\n", ln.Addr(), srv.Address(), *gateway, *cu)
+			fmt.Fprintf(stderr, "aonode mu: listening on http://%s, MU address %s, gateway %s, CU %s, queue on %s\n", ln.Addr(), srv.Address(), *gateway, *cu, storeName(*database))
 			return serveHTTP(ctx, ln, srv.Handler())
 		}
 	},
