@@ -98,8 +98,21 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /raw/{id}", g.raw)
 	mux.HandleFunc("GET /block/height/{height}", g.blockByHeight)
 	mux.HandleFunc("GET /block/hash/{id}", g.blockByHash)
+	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /{id}", g.data)
 	return httpx.Wrap(withCORS(mux))
+}
+
+// healthz answers a load balancer: 200 while the store (index and object
+// storage) answers, 503 when it does not.
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := g.store.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // withCORS lets browser clients (aoconnect in a page) call the gateway.

@@ -23,9 +23,17 @@ type fixture struct {
 	gw    *Gateway
 }
 
+// sharedBackend, set by TestSharedGateway, makes newFixture open its store
+// on PostgreSQL and object storage instead of SQLite.
+var sharedBackend func(t *testing.T) Options
+
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
-	s, err := Open(context.Background(), t.TempDir())
+	o := Options{Dir: t.TempDir()}
+	if sharedBackend != nil {
+		o = sharedBackend(t)
+	}
+	s, err := OpenWith(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

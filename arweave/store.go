@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/ans104"
-	"github.com/aonode/aonode/internal/sqlite"
+	"github.com/aonode/aonode/internal/objstore"
+	"github.com/aonode/aonode/internal/sqldb"
 )
 
 // ErrNotFound is returned when no item or block has the requested id or height.
@@ -50,12 +51,14 @@ type Item struct {
 	StoredAt     time.Time
 }
 
-// Store is the permanent store: SQLite in one file, one writer that commits
-// concurrent writes together, many readers.
+// Store is the permanent store: by default SQLite in one file, one writer that
+// commits concurrent writes together, many readers. A shared gateway keeps its
+// index on PostgreSQL (several gateway processes behind one load balancer
+// serve the same items) and the items' bytes in S3-compatible object storage.
 type Store struct {
-	d      *sqlite.DB
-	db     *sql.DB              // readers (d.Read)
-	stmts  map[string]*sql.Stmt // prepared writer statements, by SQL text
+	d      *sqldb.DB
+	obj    *objstore.Store      // item bytes, keyed by id (nil: in the raws table)
+	stmts  map[string]*sql.Stmt // prepared writer statements, by SQL text (SQLite)
 	done   chan struct{}        // closed by Close, stops background loops
 	closed sync.Once
 
@@ -121,11 +124,37 @@ CREATE TABLE IF NOT EXISTS blocks (
 
 // Open opens (creating if needed) the store in dir/store.db.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	d, err := sqlite.Open(ctx, filepath.Join(dir, "store.db"), schema, 8)
+	return OpenWith(ctx, Options{Dir: dir})
+}
+
+// Options says where a Store keeps its index and its items' bytes.
+type Options struct {
+	// Dir holds store.db (the SQLite index, and the bytes unless Objects).
+	Dir string
+	// Database, a postgres:// URL, puts the index on PostgreSQL instead,
+	// shared by the gateways given the same URL.
+	Database string
+	// Objects keeps the items' bytes in object storage, keyed by item id,
+	// instead of in the index.
+	Objects *objstore.Store
+}
+
+// OpenWith opens the store as o says.
+func OpenWith(ctx context.Context, o Options) (*Store, error) {
+	var d *sqldb.DB
+	var err error
+	switch {
+	case sqldb.IsPostgres(o.Database):
+		d, err = sqldb.OpenPostgres(ctx, o.Database, schema, 16)
+	case o.Database != "":
+		return nil, fmt.Errorf("arweave: --database must be a postgres:// URL (or empty for SQLite), not %q", o.Database)
+	default:
+		d, err = sqldb.OpenSQLite(ctx, filepath.Join(o.Dir, "store.db"), schema, 8)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("arweave: %w", err)
 	}
-	s := &Store{d: d, db: d.Read, done: make(chan struct{}), now: time.Now, stmts: map[string]*sql.Stmt{}}
+	s := &Store{d: d, obj: o.Objects, done: make(chan struct{}), now: time.Now, stmts: map[string]*sql.Stmt{}}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -148,16 +177,60 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) loadOrCreateGenesis(ctx context.Context) error {
-	b, err := s.blockAt(ctx, s.d.Writer(), -1)
-	if errors.Is(err, ErrNotFound) {
-		b = Block{Height: 0, Timestamp: s.now().Unix()}
-		b.ID = blockID("", 0, b.Timestamp, 0)
-		_, err = s.d.Writer().ExecContext(ctx, `INSERT INTO blocks(height, id, previous, timestamp, items) VALUES (0, ?, '', ?, 0)`, b.ID, b.Timestamp)
-	}
+	var b Block
+	err := s.write(ctx, func(tx *sqldb.Tx) error {
+		if err := s.lockBlocks(tx); err != nil {
+			return err
+		}
+		var err error
+		b, err = blockAt(tx.QueryRow, -1)
+		if errors.Is(err, ErrNotFound) {
+			b = Block{Height: 0, Timestamp: s.now().Unix()}
+			b.ID = blockID("", 0, b.Timestamp, 0)
+			_, err = tx.Exec(`INSERT INTO blocks(height, id, previous, timestamp, items) VALUES (0, ?, '', ?, 0)`, b.ID, b.Timestamp)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("arweave: load blocks: %w", err)
 	}
 	s.current = b
+	return nil
+}
+
+// Writers of a shared (PostgreSQL) index take an advisory lock: inserts
+// share it, cutting a block holds it alone. So a block takes exactly the
+// items committed before it (no insert with a smaller seq commits after it),
+// and two gateways never cut the same height. On SQLite the single writer
+// gives both already.
+const blockLockKey = 0x61726277 // "arbw"
+
+func (s *Store) lockBlocks(tx *sqldb.Tx) error {
+	if !tx.Postgres() {
+		return nil
+	}
+	_, err := tx.Exec(`SELECT pg_advisory_xact_lock(?)`, int64(blockLockKey))
+	return err
+}
+
+func (s *Store) lockInserts(tx *sqldb.Tx) error {
+	if !tx.Postgres() {
+		return nil
+	}
+	_, err := tx.Exec(`SELECT pg_advisory_xact_lock_shared(?)`, int64(blockLockKey))
+	return err
+}
+
+// Ping checks the index and the object store (for health checks).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.d.Ping(ctx); err != nil {
+		return fmt.Errorf("arweave: index: %w", err)
+	}
+	if s.obj != nil {
+		if err := s.obj.Ping(ctx); err != nil {
+			return fmt.Errorf("arweave: objects: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -175,14 +248,14 @@ func blockID(previous string, height, timestamp, lastSeq int64) string {
 // connection (preparing later would wait for the connection a transaction holds).
 const (
 	sqlInsertItem = `INSERT INTO items(id, sig_type, signature, owner, owner_address, target, anchor, data_size, data_offset, content_type, bundled_in, stored_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING seq`
 	sqlInsertRaw = `INSERT INTO raws(seq, raw) VALUES (?, ?)`
 	sqlInsertTag = `INSERT INTO tags(item_seq, idx, name, value) VALUES (?, ?, ?, ?)`
 )
 
 func (s *Store) prepare(ctx context.Context) error {
 	for _, q := range []string{sqlInsertItem, sqlInsertRaw, sqlInsertTag} {
-		st, err := s.d.Writer().PrepareContext(ctx, q)
+		st, err := s.d.Prepare(ctx, q)
 		if err != nil {
 			return fmt.Errorf("arweave: prepare: %w", err)
 		}
@@ -192,12 +265,12 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 // exec runs a prepared statement in a write transaction.
-func (s *Store) exec(tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	return tx.Stmt(s.stmts[query]).Exec(args...)
+func (s *Store) exec(tx *sqldb.Tx, query string, args ...any) (sql.Result, error) {
+	return tx.ExecStmt(s.stmts[query], query, args...)
 }
 
 // write runs op in a committed transaction, possibly shared with other writes.
-func (s *Store) write(ctx context.Context, op func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, op func(tx *sqldb.Tx) error) error {
 	return s.d.Write(ctx, op)
 }
 
@@ -219,9 +292,15 @@ func (s *Store) put(ctx context.Context, d *ans104.DataItem, forward bool) (bool
 	if err := collect(d, "", 0, &items); err != nil {
 		return false, err
 	}
+	if err := s.putObjects(ctx, items); err != nil {
+		return false, err
+	}
 	var isNew bool
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sqldb.Tx) error {
 		isNew = false
+		if err := s.lockInserts(tx); err != nil {
+			return err
+		}
 		for i, it := range items {
 			n, err := s.insertItem(tx, it)
 			if err != nil {
@@ -256,7 +335,13 @@ func (s *Store) PutBundle(ctx context.Context, b []byte) ([]string, error) {
 		}
 		ids = append(ids, p.ID())
 	}
-	return ids, s.write(ctx, func(tx *sql.Tx) error {
+	if err := s.putObjects(ctx, items); err != nil {
+		return nil, err
+	}
+	return ids, s.write(ctx, func(tx *sqldb.Tx) error {
+		if err := s.lockInserts(tx); err != nil {
+			return err
+		}
 		for _, it := range items {
 			if _, err := s.insertItem(tx, it); err != nil {
 				return err
@@ -303,24 +388,41 @@ func collect(d *ans104.DataItem, parent string, depth int, out *[]indexed) error
 	return nil
 }
 
-func (s *Store) insertItem(tx *sql.Tx, it indexed) (bool, error) {
+// putObjects writes the items' bytes to object storage before they are
+// indexed, so that the index never names an item whose bytes are missing
+// (ids are content addresses: a repeated put writes the same bytes).
+func (s *Store) putObjects(ctx context.Context, items []indexed) error {
+	if s.obj == nil {
+		return nil
+	}
+	for _, it := range items {
+		if err := s.obj.Put(ctx, objectKey(it.d.ID()), it.d.Bytes()); err != nil {
+			return fmt.Errorf("arweave: store %s: %w", it.d.ID(), err)
+		}
+	}
+	return nil
+}
+
+// objectKey is where an item's bytes are in object storage.
+func objectKey(id string) string { return "items/" + id }
+
+func (s *Store) insertItem(tx *sqldb.Tx, it indexed) (bool, error) {
 	d := it.d
 	ct, _ := d.Tag("Content-Type")
-	res, err := s.exec(tx, sqlInsertItem,
+	var seq int64
+	err := tx.QueryRowStmt(s.stmts[sqlInsertItem], sqlInsertItem,
 		d.ID(), int(d.Type), d.Signature, d.Owner, d.OwnerAddress(), ans104.Base64URL(d.Target), d.Anchor,
-		len(d.Data), len(d.Bytes())-len(d.Data), ct, it.bundledIn, s.now().UnixMilli())
-	if err != nil {
-		return false, fmt.Errorf("arweave: insert %s: %w", d.ID(), err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+		len(d.Data), len(d.Bytes())-len(d.Data), ct, it.bundledIn, s.now().UnixMilli()).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil // already stored: uploads are idempotent
 	}
-	seq, err := res.LastInsertId()
 	if err != nil {
-		return false, err
-	}
-	if _, err := s.exec(tx, sqlInsertRaw, seq, d.Bytes()); err != nil {
 		return false, fmt.Errorf("arweave: insert %s: %w", d.ID(), err)
+	}
+	if s.obj == nil {
+		if _, err := s.exec(tx, sqlInsertRaw, seq, d.Bytes()); err != nil {
+			return false, fmt.Errorf("arweave: insert %s: %w", d.ID(), err)
+		}
 	}
 	for i, t := range d.Tags {
 		if _, err := s.exec(tx, sqlInsertTag, seq, i, t.Name, t.Value); err != nil {
@@ -335,8 +437,11 @@ func (s *Store) insertItem(tx *sql.Tx, it indexed) (bool, error) {
 func (s *Store) Mine(ctx context.Context) (Block, bool, error) {
 	var b Block
 	var made bool
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sqldb.Tx) error {
 		made = false
+		if err := s.lockBlocks(tx); err != nil {
+			return err
+		}
 		var lastSeq sql.NullInt64
 		var n int
 		if err := tx.QueryRow(`SELECT MAX(seq), COUNT(*) FROM items WHERE height IS NULL`).Scan(&lastSeq, &n); err != nil {
@@ -348,6 +453,12 @@ func (s *Store) Mine(ctx context.Context) (Block, bool, error) {
 		s.mu.RLock()
 		prev := s.current
 		s.mu.RUnlock()
+		if tx.Postgres() { // another gateway may have cut blocks since
+			var err error
+			if prev, err = blockAt(tx.QueryRow, -1); err != nil {
+				return fmt.Errorf("arweave: mine: %w", err)
+			}
+		}
 		b = Block{Height: prev.Height + 1, Previous: prev.ID, Timestamp: max(s.now().Unix(), prev.Timestamp), Items: n}
 		b.ID = blockID(prev.ID, b.Height, b.Timestamp, lastSeq.Int64)
 		if _, err := tx.Exec(`INSERT INTO blocks(height, id, previous, timestamp, items) VALUES (?, ?, ?, ?, ?)`, b.Height, b.ID, b.Previous, b.Timestamp, n); err != nil {
@@ -379,8 +490,17 @@ func (s *Store) MineEvery(ctx context.Context, interval time.Duration, onErr fun
 		case <-s.done:
 			return
 		case <-t.C:
-			if _, _, err := s.Mine(ctx); err != nil && onErr != nil && !errors.Is(err, sqlite.ErrClosed) {
+			if _, _, err := s.Mine(ctx); err != nil && onErr != nil && !errors.Is(err, sqldb.ErrClosed) {
 				onErr(err)
+			}
+			if s.d.Postgres() { // follow the blocks other gateways cut
+				if b, err := s.blockAt(ctx, -1); err == nil {
+					s.mu.Lock()
+					if b.Height > s.current.Height {
+						s.current = b
+					}
+					s.mu.Unlock()
+				}
 			}
 		}
 	}
@@ -398,18 +518,22 @@ func (s *Store) Block(ctx context.Context, height int64) (Block, error) {
 	if height < 0 {
 		return Block{}, ErrNotFound
 	}
-	return s.blockAt(ctx, s.db, height)
+	return s.blockAt(ctx, height)
+}
+
+func (s *Store) blockAt(ctx context.Context, height int64) (Block, error) {
+	return blockAt(func(q string, args ...any) *sql.Row { return s.d.QueryRow(ctx, q, args...) }, height)
 }
 
 // blockAt reads the block at height, or the newest for height -1.
-func (s *Store) blockAt(ctx context.Context, db *sql.DB, height int64) (Block, error) {
+func blockAt(queryRow func(q string, args ...any) *sql.Row, height int64) (Block, error) {
 	q := `SELECT height, id, previous, timestamp, items FROM blocks WHERE height = ?`
 	args := []any{height}
 	if height < 0 {
 		q, args = `SELECT height, id, previous, timestamp, items FROM blocks ORDER BY height DESC LIMIT 1`, nil
 	}
 	var b Block
-	err := db.QueryRowContext(ctx, q, args...).Scan(&b.Height, &b.ID, &b.Previous, &b.Timestamp, &b.Items)
+	err := queryRow(q, args...).Scan(&b.Height, &b.ID, &b.Previous, &b.Timestamp, &b.Items)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, ErrNotFound
 	}
@@ -419,7 +543,21 @@ func (s *Store) blockAt(ctx context.Context, db *sql.DB, height int64) (Block, e
 // Raw returns the stored bytes of the item with the given id.
 func (s *Store) Raw(ctx context.Context, id string) ([]byte, error) {
 	var raw []byte
-	err := s.db.QueryRowContext(ctx, `SELECT r.raw FROM items i JOIN raws r ON r.seq = i.seq WHERE i.id = ?`, id).Scan(&raw)
+	err := s.d.QueryRow(ctx, `SELECT r.raw FROM items i JOIN raws r ON r.seq = i.seq WHERE i.id = ?`, id).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) && s.obj != nil {
+		var n int
+		if err := s.d.QueryRow(ctx, `SELECT 1 FROM items WHERE id = ?`, id).Scan(&n); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, ErrNotFound
+			}
+			return nil, fmt.Errorf("arweave: read %s: %w", id, err)
+		}
+		raw, err = s.obj.Get(ctx, objectKey(id), 0)
+		if err != nil {
+			return nil, fmt.Errorf("arweave: read %s: %w", id, err)
+		}
+		return raw, nil
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -642,7 +780,7 @@ func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
 	sqlq += order
 	args = append(args, first+1)
 
-	rows, err := s.db.QueryContext(ctx, sqlq, args...)
+	rows, err := s.d.Query(ctx, sqlq, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("arweave: query: %w", err)
 	}
@@ -681,7 +819,7 @@ func (s *Store) Query(ctx context.Context, q Query) ([]*Item, bool, error) {
 	for i, it := range items {
 		seqs[i] = it.Seq
 	}
-	trows, err := s.db.QueryContext(ctx, `SELECT item_seq, name, value FROM tags WHERE item_seq IN (`+placeholders(len(seqs))+`) ORDER BY item_seq, idx`, seqs...)
+	trows, err := s.d.Query(ctx, `SELECT item_seq, name, value FROM tags WHERE item_seq IN (`+placeholders(len(seqs))+`) ORDER BY item_seq, idx`, seqs...)
 	if err != nil {
 		return nil, false, fmt.Errorf("arweave: query tags: %w", err)
 	}
@@ -734,7 +872,7 @@ func (s *Store) probe(ctx context.Context, t TagFilter) (int, error) {
 		args = append(args, v)
 	}
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM tags WHERE name = ? AND value IN (`+placeholders(len(t.Values))+`) LIMIT `+fmt.Sprint(probeCap)+`)`, args...).Scan(&n)
+	err := s.d.QueryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM tags WHERE name = ? AND value IN (`+placeholders(len(t.Values))+`) LIMIT `+fmt.Sprint(probeCap)+`) AS p`, args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("arweave: query: %w", err)
 	}
@@ -788,7 +926,7 @@ func (s *Store) Blocks(ctx context.Context, q BlockQuery) ([]Block, bool, error)
 	}
 	sqlq += order
 	args = append(args, first+1)
-	rows, err := s.db.QueryContext(ctx, sqlq, args...)
+	rows, err := s.d.Query(ctx, sqlq, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("arweave: blocks: %w", err)
 	}

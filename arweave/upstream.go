@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/aonode/aonode/internal/sqldb"
 )
 
 // remote is a remote gateway (reads) or bundler (uploads).
@@ -96,7 +98,7 @@ func (r *remote) upload(ctx context.Context, raw []byte) error {
 func (s *Store) cachedData(ctx context.Context, id string) (string, []byte, error) {
 	var ct string
 	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT content_type, data FROM upstream_cache WHERE id = ?`, id).Scan(&ct, &data)
+	err := s.d.QueryRow(ctx, `SELECT content_type, data FROM upstream_cache WHERE id = ?`, id).Scan(&ct, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, ErrNotFound
 	}
@@ -104,7 +106,7 @@ func (s *Store) cachedData(ctx context.Context, id string) (string, []byte, erro
 }
 
 func (s *Store) cacheData(ctx context.Context, id, contentType string, data []byte) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(`INSERT INTO upstream_cache(id, content_type, data, fetched_ms) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
 			id, contentType, data, s.now().UnixMilli())
 		return err
@@ -114,7 +116,7 @@ func (s *Store) cacheData(ctx context.Context, id, contentType string, data []by
 // ForwardPending reports how many uploads still wait for the bundler.
 func (s *Store) ForwardPending(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM forward_queue`).Scan(&n)
+	err := s.d.QueryRow(ctx, `SELECT COUNT(*) FROM forward_queue`).Scan(&n)
 	return n, err
 }
 
@@ -131,7 +133,7 @@ func (s *Store) forwardLoop(ctx context.Context, b *remote, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT id, attempts FROM forward_queue WHERE next_ms <= ? ORDER BY next_ms LIMIT 32`, s.now().UnixMilli())
+		rows, err := s.d.Query(ctx, `SELECT id, attempts FROM forward_queue WHERE next_ms <= ? ORDER BY next_ms LIMIT 32`, s.now().UnixMilli())
 		if err != nil {
 			continue
 		}
@@ -153,7 +155,7 @@ func (s *Store) forwardLoop(ctx context.Context, b *remote, log *slog.Logger) {
 				err = b.upload(ctx, raw)
 			}
 			if err == nil {
-				s.write(ctx, func(tx *sql.Tx) error {
+				s.write(ctx, func(tx *sqldb.Tx) error {
 					_, err := tx.Exec(`DELETE FROM forward_queue WHERE id = ?`, j.id)
 					return err
 				})
@@ -164,7 +166,7 @@ func (s *Store) forwardLoop(ctx context.Context, b *remote, log *slog.Logger) {
 			}
 			delay := min(time.Second<<min(j.attempts, 9), 5*time.Minute)
 			log.Warn("forwarding to the bundler failed; will retry", "id", j.id, "attempt", j.attempts+1, "retry_in", delay, "err", err)
-			s.write(ctx, func(tx *sql.Tx) error {
+			s.write(ctx, func(tx *sqldb.Tx) error {
 				_, err := tx.Exec(`UPDATE forward_queue SET attempts = attempts + 1, next_ms = ?, last_error = ? WHERE id = ?`,
 					s.now().Add(delay).UnixMilli(), err.Error(), j.id)
 				return err

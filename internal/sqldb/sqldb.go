@@ -81,6 +81,9 @@ func OpenPostgres(ctx context.Context, dsn, schema string, conns int) (*DB, erro
 // Postgres tells whether d is on PostgreSQL.
 func (d *DB) Postgres() bool { return d.pg != nil }
 
+// ErrClosed is returned by Write after Close (SQLite).
+var ErrClosed = sqlite.ErrClosed
+
 // Close closes the database (SQLite: after the queued writes commit).
 func (d *DB) Close() error {
 	if d.lite != nil {
@@ -117,6 +120,32 @@ func (t *Tx) QueryRow(q string, args ...any) *sql.Row { return t.tx.QueryRow(t.q
 
 // Query runs a query.
 func (t *Tx) Query(q string, args ...any) (*sql.Rows, error) { return t.tx.Query(t.q(q), args...) }
+
+// Prepare prepares a hot statement on SQLite's writer connection (preparing
+// later would wait for the connection a transaction holds). On PostgreSQL it
+// returns nil: pgx caches its statements itself.
+func (d *DB) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	if d.lite == nil {
+		return nil, nil
+	}
+	return d.lite.Writer().PrepareContext(ctx, q)
+}
+
+// ExecStmt runs st (from Prepare), or q where st is nil.
+func (t *Tx) ExecStmt(st *sql.Stmt, q string, args ...any) (sql.Result, error) {
+	if st != nil && !t.pg {
+		return t.tx.Stmt(st).Exec(args...)
+	}
+	return t.Exec(q, args...)
+}
+
+// QueryRowStmt runs st (from Prepare), or q where st is nil, for one row.
+func (t *Tx) QueryRowStmt(st *sql.Stmt, q string, args ...any) *sql.Row {
+	if st != nil && !t.pg {
+		return t.tx.Stmt(st).QueryRow(args...)
+	}
+	return t.QueryRow(q, args...)
+}
 
 // Postgres tells whether the transaction is on PostgreSQL (for the rare
 // statement that differs, such as FOR UPDATE SKIP LOCKED).
