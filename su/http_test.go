@@ -123,6 +123,9 @@ func TestHTTPConformance(t *testing.T) {
 		if code, body := su.get(t, "/health"); code != 200 || len(body) != 0 {
 			t.Fatalf("GET /health %d %q", code, body)
 		}
+		if code, body := su.get(t, "/healthz"); code != 200 || string(field(t, body, "status")) != `"ok"` {
+			t.Fatalf("GET /healthz %d %q", code, body)
+		}
 
 		// POST / a process: 200 {"timestamp": <number>, "id": <pid>}.
 		proc := processItem(t, suWallet().Address())
@@ -581,4 +584,20 @@ func TestBaseLayerAssignGatewayDown(t *testing.T) {
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("base-layer assign with the gateway down: %d %s", code, body)
 	}
+}
+
+// TestHealthzStoreDown: a load balancer's health check fails (503) once the
+// SU's store stops answering.
+func TestHealthzStoreDown(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.open(t)
+		su := startSU(t, st, suWallet(), false)
+		if code, _ := su.get(t, "/healthz"); code != 200 {
+			t.Fatalf("GET /healthz %d, want 200", code)
+		}
+		st.Close()
+		if code, body := su.get(t, "/healthz"); code != 503 {
+			t.Fatalf("GET /healthz with the store closed: %d %s, want 503", code, body)
+		}
+	})
 }

@@ -285,6 +285,18 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
+// healthz answers a load balancer: 200 while the SU's store answers a read,
+// 503 when it does not (GET /health, the reference's, answers 200 always).
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.Meta(ctx, "healthz"); err != nil && !errors.Is(err, ErrNotFound) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
 // dispatch routes a request (the reference's routes, in its order) and returns
 // the route name for metrics.
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
@@ -304,6 +316,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 	case path == "/health" && get:
 		w.WriteHeader(http.StatusOK)
 		return "health"
+	case path == "/healthz" && get:
+		s.healthz(w, r)
+		return "healthz"
 	case path == "/metrics" && get:
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		s.metrics.WriteTo(w)

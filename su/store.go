@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrNotFound is returned (wrapped) by Store lookups that find nothing.
@@ -150,6 +151,8 @@ type sqlStore struct {
 	read, write   db
 	name          string
 	stop, stopped chan struct{} // background work (SQLite checkpoints)
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 const slotCols = "process_id, nonce, epoch, message_id, assignment_id, ts, hash_chain, block_height, assignment, message"
@@ -478,16 +481,19 @@ func (s *sqlStore) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
+// Close closes the store; closing it again is a no-op.
 func (s *sqlStore) Close() error {
-	if s.stop != nil {
-		close(s.stop)
-		<-s.stopped
-	}
-	err := s.write.close()
-	if s.read != s.write {
-		err = errors.Join(err, s.read.close())
-	}
-	return err
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+			<-s.stopped
+		}
+		s.closeErr = s.write.close()
+		if s.read != s.write {
+			s.closeErr = errors.Join(s.closeErr, s.read.close())
+		}
+	})
+	return s.closeErr
 }
 
 // schema is the DDL; blobType and seqType differ by dialect.

@@ -2,8 +2,10 @@ package su
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -32,9 +34,13 @@ type pgPool struct {
 	cfg   *pgx.ConnConfig
 	conns chan *pgx.Conn // idle connections
 	slots chan struct{}  // one token per open connection
+	shut  atomic.Bool    // closed: no new connections
 }
 
 func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
+	if p.shut.Load() {
+		return nil, errors.New("su: postgres: the store is closed")
+	}
 	select {
 	case c := <-p.conns:
 		return c, nil
@@ -57,7 +63,7 @@ func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
 
 // release returns a healthy connection to the pool and drops a broken one.
 func (p *pgPool) release(c *pgx.Conn, err error) {
-	if c.IsClosed() || (err != nil && c.PgConn().IsBusy()) {
+	if c.IsClosed() || (err != nil && c.PgConn().IsBusy()) || p.shut.Load() {
 		c.Close(context.Background())
 		<-p.slots
 		return
@@ -121,6 +127,7 @@ func (p *pgPool) begin(ctx context.Context) (tx, error) {
 }
 
 func (p *pgPool) close() error {
+	p.shut.Store(true)
 	for {
 		select {
 		case c := <-p.conns:
