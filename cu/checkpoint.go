@@ -74,6 +74,10 @@ func (s *Server) checkpoint(ctx context.Context, p *proc) error {
 	if err != nil {
 		return err
 	}
+	// Shared storage first: the row must never name a file others cannot get.
+	if err := s.uploadCheckpoint(ctx, sha); err != nil {
+		return err
+	}
 	oldSHA, _, had, err := s.store.checkpoint(ctx, p.info.pid)
 	if err != nil {
 		return err
@@ -171,6 +175,10 @@ func (s *Server) localCheckpoint(ctx context.Context, pid string) (checkpointSta
 // restore loads the file checkpoint st of p into a new instance; ok is
 // false when it is unusable (then the caller tries the next tier).
 func (s *Server) restore(ctx context.Context, p *proc, cfg wasm.Config, st checkpointState) (*wasm.Instance, position, bool) {
+	if err := s.fetchCheckpoint(ctx, st); err != nil {
+		s.log.Warn("shared checkpoint unavailable", "process", p.info.pid, "err", err)
+		return nil, position{}, false
+	}
 	im, err := readMemoryFile(s.checkpointPath(st.sha), st.Size, st.sha)
 	if err != nil {
 		s.log.Warn("checkpoint unusable", "process", p.info.pid, "err", err)

@@ -146,6 +146,11 @@ func (n *network) newCU(cfg Config, locate bool) (*Server, string) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = n.t.TempDir()
 	}
+	if sharedBackend != nil && cfg.Database == "" {
+		// Each data directory gets its own schema (as its own SQLite file).
+		sh := sharedBackend(n.t, cfg.DataDir)
+		cfg.Database, cfg.Checkpoints = sh.Database, sh.Checkpoints
+	}
 	cfg.CacheDir = filepath.Join(interop.CacheDir(n.t), "wazero")
 	s, err := New(context.Background(), cfg)
 	if err != nil {

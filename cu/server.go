@@ -36,12 +36,20 @@ import (
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/cu/wasm"
 	"github.com/aonode/aonode/internal/httpx"
+	"github.com/aonode/aonode/internal/objstore"
 )
 
 // Config configures a Server.
 type Config struct {
 	// DataDir holds the results database, checkpoints and wazero's cache.
 	DataDir string
+	// Database, a postgres:// URL, keeps results and the checkpoint index on
+	// PostgreSQL, shared by a cluster of CUs (default: SQLite in DataDir).
+	Database string
+	// Checkpoints, when set, is where checkpoint files also go (object
+	// storage shared by a cluster, keyed by their content digest), so that
+	// any CU restores any process from where another left it (cluster.go).
+	Checkpoints *objstore.Store
 	// Scheduler and Gateway reach the SU and the permanent store.
 	Scheduler Scheduler
 	Gateway   Gateway
@@ -170,6 +178,8 @@ type Server struct {
 	mkt     market
 	attestQ chan struct{} // wakes the attestation publisher
 
+	cl cluster // shared checkpoints, drain (cluster.go)
+
 	mu      sync.Mutex
 	procs   map[string]*proc
 	modules map[string]*modEntry
@@ -262,7 +272,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if (cfg.PublishAttestations || cfg.PublishPrices || cfg.Prices.On()) && cfg.Signer == nil {
 		return nil, errors.New("cu: attestations, prices and payments need the CU wallet (Config.Signer)")
 	}
-	st, err := openStore(ctx, cfg.DataDir)
+	st, err := openStore(ctx, cfg.DataDir, cfg.Database)
 	if err != nil {
 		return nil, err
 	}
@@ -990,7 +1000,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		s.writeMetrics(w)
+		s.writeClusterMetrics(w)
 	})
+	s.clusterRoutes(mux)
 	return httpx.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {

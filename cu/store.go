@@ -7,16 +7,25 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/aonode/aonode/internal/sqlite"
+	"github.com/aonode/aonode/internal/sqldb"
 )
 
 // store keeps evaluation results and the latest checkpoint of each process in
-// SQLite (one writer connection, WAL, synchronous=FULL; readers in parallel).
-// Results are keyed as the reference CU keys them: process, timestamp,
-// ordinate (nonce) and cron id ("" for scheduled messages).
+// SQLite (one writer connection, WAL, synchronous=FULL; readers in parallel)
+// or, for a cluster of CUs, in PostgreSQL, where any CU answers /result for a
+// message another evaluated and finds the checkpoint another wrote. Queries
+// are written once (internal/sqldb rebinds them for PostgreSQL). Results are
+// keyed as the reference CU keys them: process, timestamp, ordinate (nonce)
+// and cron id ("" for scheduled messages).
 type store struct {
-	d    *sqlite.DB
-	w, r *sql.DB // d's writer connection and read pool
+	d *sqldb.DB
+	r queryer // d, for reads
+}
+
+// queryer reads with ? placeholders on either engine.
+type queryer interface {
+	Query(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRow(ctx context.Context, q string, args ...any) *sql.Row
 }
 
 // evalRow is one stored evaluation.
@@ -34,7 +43,9 @@ type evalRow struct {
 	Charge    *chargeRow // nil: free
 }
 
-func openStore(ctx context.Context, dir string) (*store, error) {
+// openStore opens the store: PostgreSQL when database is a postgres:// URL,
+// else SQLite in dir/cu.db.
+func openStore(ctx context.Context, dir, database string) (*store, error) {
 	const schema = `
 CREATE TABLE IF NOT EXISTS evaluations (
 	process TEXT NOT NULL, timestamp INTEGER NOT NULL, ordinate INTEGER NOT NULL, cron TEXT NOT NULL,
@@ -45,13 +56,32 @@ CREATE INDEX IF NOT EXISTS evaluations_message ON evaluations (process, message_
 CREATE INDEX IF NOT EXISTS evaluations_failed ON evaluations (process) WHERE is_error=1;
 CREATE TABLE IF NOT EXISTS checkpoints (
 	process TEXT PRIMARY KEY, sha256 TEXT NOT NULL, state BLOB NOT NULL);` + marketSchema
-	d, err := sqlite.Open(ctx, filepath.Join(dir, "cu.db"), schema, 8)
+	var d *sqldb.DB
+	var err error
+	switch {
+	case sqldb.IsPostgres(database):
+		d, err = sqldb.OpenPostgres(ctx, database, schema, 16)
+	case database != "":
+		return nil, fmt.Errorf("cu: --database must be a postgres:// URL (or empty for SQLite), not %q", database)
+	default:
+		d, err = sqldb.OpenSQLite(ctx, filepath.Join(dir, "cu.db"), schema, 8)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cu: store: %w", err)
 	}
-	// Results are written in batches by one evaluator at a time per process;
-	// they use the writer connection directly.
-	return &store{d: d, w: d.Writer(), r: d.Read}, nil
+	return &store{d: d, r: d}, nil
+}
+
+// write runs op in a committed transaction.
+func (s *store) write(ctx context.Context, op func(tx *sqldb.Tx) error) error {
+	return s.d.Write(ctx, op)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (s *store) Close() error { return s.d.Close() }
@@ -62,42 +92,39 @@ func (s *store) putEvals(ctx context.Context, rows []evalRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("cu: store results: %w", err)
-	}
-	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return fmt.Errorf("cu: store results: %w", err)
-	}
-	for _, e := range rows {
-		if _, err := st.ExecContext(ctx, e.Process, e.Timestamp, e.Ordinate, e.Cron, e.MessageID, e.Nonce, e.Height, e.IsError, e.Result); err != nil {
-			return fmt.Errorf("cu: store results: %w", err)
-		}
-	}
-	if err := s.putAttests(ctx, tx, rows); err != nil {
-		return fmt.Errorf("cu: store attestations: %w", err)
-	}
 	var charges []chargeRow
 	for _, e := range rows {
 		if e.Charge != nil {
 			charges = append(charges, *e.Charge)
 		}
 	}
-	if err := s.putCharges(ctx, tx, charges); err != nil {
-		return fmt.Errorf("cu: store charges: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("cu: store results: %w", err)
-	}
-	return nil
+	return s.write(ctx, func(tx *sqldb.Tx) error {
+		st, err := tx.Prepare(ctx, `INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?)
+ON CONFLICT (process, timestamp, ordinate, cron) DO UPDATE SET message_id=excluded.message_id, nonce=excluded.nonce,
+	block_height=excluded.block_height, is_error=excluded.is_error, result=excluded.result`)
+		if err != nil {
+			return fmt.Errorf("cu: store results: %w", err)
+		}
+		defer st.Close()
+		for _, e := range rows {
+			if _, err := st.ExecContext(ctx, e.Process, e.Timestamp, e.Ordinate, e.Cron, e.MessageID, e.Nonce, e.Height, boolInt(e.IsError), e.Result); err != nil {
+				return fmt.Errorf("cu: store results: %w", err)
+			}
+		}
+		if err := s.putAttests(ctx, tx, rows); err != nil {
+			return fmt.Errorf("cu: store attestations: %w", err)
+		}
+		if err := s.putCharges(ctx, tx, charges); err != nil {
+			return fmt.Errorf("cu: store charges: %w", err)
+		}
+		return nil
+	})
 }
 
 // resultByMessage returns the stored result of a scheduled message.
 func (s *store) resultByMessage(ctx context.Context, pid, msgID string) ([]byte, bool, error) {
 	var b []byte
-	err := s.r.QueryRowContext(ctx, `SELECT result FROM evaluations WHERE process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID).Scan(&b)
+	err := s.r.QueryRow(ctx, `SELECT result FROM evaluations WHERE process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -111,7 +138,7 @@ func (s *store) resultByMessage(ctx context.Context, pid, msgID string) ([]byte,
 // primary key: a scheduled message's ordinate is its nonce).
 func (s *store) resultAt(ctx context.Context, pid string, ts, nonce int64) ([]byte, bool, error) {
 	var b []byte
-	err := s.r.QueryRowContext(ctx, `SELECT result FROM evaluations WHERE process=? AND timestamp=? AND ordinate=? AND cron=''`, pid, ts, nonce).Scan(&b)
+	err := s.r.QueryRow(ctx, `SELECT result FROM evaluations WHERE process=? AND timestamp=? AND ordinate=? AND cron=''`, pid, ts, nonce).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -124,7 +151,7 @@ func (s *store) resultAt(ctx context.Context, pid string, ts, nonce int64) ([]by
 // failed returns the nonces of pid's scheduled messages whose stored result
 // is a failure (the partial index evaluations_failed holds just those).
 func (s *store) failed(ctx context.Context, pid string) (map[int64]bool, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT ordinate FROM evaluations WHERE process=? AND cron='' AND is_error=1`, pid)
+	rows, err := s.r.Query(ctx, `SELECT ordinate FROM evaluations WHERE process=? AND cron='' AND is_error=1`, pid)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read failed results: %w", err)
 	}
@@ -147,7 +174,7 @@ func (s *store) failed(ctx context.Context, pid string) (map[int64]bool, error) 
 // nonce below nonce (the reference's evaluation-stream dedupe, units.md §5.8).
 func (s *store) evaluatedBefore(ctx context.Context, pid, msgID string, nonce int64) (bool, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM evaluations WHERE process=? AND message_id=? AND cron='' AND nonce<?`, pid, msgID, nonce).Scan(&n)
+	err := s.r.QueryRow(ctx, `SELECT count(*) FROM evaluations WHERE process=? AND message_id=? AND cron='' AND nonce<?`, pid, msgID, nonce).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("cu: dedupe: %w", err)
 	}
@@ -191,7 +218,7 @@ func (s *store) evals(ctx context.Context, q rangeQuery) ([]evalRow, bool, error
 		order = "DESC"
 	}
 	args = append(args, q.Limit+1)
-	rows, err := s.r.QueryContext(ctx, `SELECT timestamp, ordinate, cron, message_id, nonce, block_height, result FROM evaluations WHERE `+where+
+	rows, err := s.r.Query(ctx, `SELECT timestamp, ordinate, cron, message_id, nonce, block_height, result FROM evaluations WHERE `+where+
 		` ORDER BY timestamp `+order+`, ordinate `+order+`, cron `+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("cu: read results: %w", err)
@@ -216,7 +243,10 @@ func (s *store) evals(ctx context.Context, q rangeQuery) ([]evalRow, bool, error
 }
 
 func (s *store) putCheckpoint(ctx context.Context, pid, sha string, state []byte) error {
-	_, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)`, pid, sha, state)
+	err := s.write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(`INSERT INTO checkpoints VALUES (?,?,?) ON CONFLICT (process) DO UPDATE SET sha256=excluded.sha256, state=excluded.state`, pid, sha, state)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("cu: store checkpoint: %w", err)
 	}
@@ -224,7 +254,7 @@ func (s *store) putCheckpoint(ctx context.Context, pid, sha string, state []byte
 }
 
 func (s *store) checkpoint(ctx context.Context, pid string) (sha string, state []byte, ok bool, err error) {
-	err = s.r.QueryRowContext(ctx, `SELECT sha256, state FROM checkpoints WHERE process=?`, pid).Scan(&sha, &state)
+	err = s.r.QueryRow(ctx, `SELECT sha256, state FROM checkpoints WHERE process=?`, pid).Scan(&sha, &state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, false, nil
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/aonode/aonode/internal/sqldb"
 )
 
 // The attestation and market tables live beside the evaluations, in the
@@ -64,8 +66,8 @@ type chargeRow struct {
 	Memory                    uint64
 }
 
-func (s *store) putAttests(ctx context.Context, tx *sql.Tx, rows []evalRow) error {
-	st, err := tx.PrepareContext(ctx, `INSERT INTO attests (process,timestamp,ordinate,cron,message_id,nonce,assignment,hash_chain,result_sha,memory_sha,fuel,gas)
+func (s *store) putAttests(ctx context.Context, tx *sqldb.Tx, rows []evalRow) error {
+	st, err := tx.Prepare(ctx, `INSERT INTO attests (process,timestamp,ordinate,cron,message_id,nonce,assignment,hash_chain,result_sha,memory_sha,fuel,gas)
 VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (process,timestamp,ordinate,cron) DO UPDATE SET message_id=excluded.message_id, nonce=excluded.nonce,
 	assignment=excluded.assignment, hash_chain=excluded.hash_chain, fuel=excluded.fuel, gas=excluded.gas,
@@ -89,11 +91,11 @@ ON CONFLICT (process,timestamp,ordinate,cron) DO UPDATE SET message_id=excluded.
 	return nil
 }
 
-func (s *store) putCharges(ctx context.Context, tx *sql.Tx, rows []chargeRow) error {
+func (s *store) putCharges(ctx context.Context, tx *sqldb.Tx, rows []chargeRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO charges (payer,process,kind,ref,amount,messages,fuel,wall_us,memory,at) VALUES (?,?,?,?,?,?,?,?,?,?)`)
+	st, err := tx.Prepare(ctx, `INSERT INTO charges (payer,process,kind,ref,amount,messages,fuel,wall_us,memory,at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return err
 	}
@@ -109,15 +111,7 @@ func (s *store) putCharges(ctx context.Context, tx *sql.Tx, rows []chargeRow) er
 
 // charge stores one charge on its own (a dry-run, a verification).
 func (s *store) charge(ctx context.Context, c chargeRow) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("cu: store charge: %w", err)
-	}
-	defer tx.Rollback()
-	if err := s.putCharges(ctx, tx, []chargeRow{c}); err != nil {
-		return fmt.Errorf("cu: store charge: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
+	if err := s.write(ctx, func(tx *sqldb.Tx) error { return s.putCharges(ctx, tx, []chargeRow{c}) }); err != nil {
 		return fmt.Errorf("cu: store charge: %w", err)
 	}
 	return nil
@@ -137,7 +131,7 @@ func scanAttest(sc interface{ Scan(...any) error }) (*attestRow, error) {
 // attestByMessage finds the attestation fields of a scheduled message's
 // evaluation (its first slot, as resultByMessage).
 func (s *store) attestByMessage(ctx context.Context, pid, msgID string) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRowContext(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID))
+	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -149,7 +143,7 @@ func (s *store) attestByMessage(ctx context.Context, pid, msgID string) (*attest
 
 // attestAtSlot finds the attestation fields of the message at nonce.
 func (s *store) attestAtSlot(ctx context.Context, pid string, nonce int64) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRowContext(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND nonce=? AND cron='' LIMIT 1`, pid, nonce))
+	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND nonce=? AND cron='' LIMIT 1`, pid, nonce))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -161,7 +155,7 @@ func (s *store) attestAtSlot(ctx context.Context, pid string, nonce int64) (*att
 
 // attestByItem finds an attestation by the id of its signed item.
 func (s *store) attestByItem(ctx context.Context, id string) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRowContext(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id=?`, id))
+	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id=?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -174,14 +168,17 @@ func (s *store) attestByItem(ctx context.Context, id string) (*attestRow, error)
 // setAttestItem stores the signed item of an attestation unless another
 // request stored one first; it returns the item that stands.
 func (s *store) setAttestItem(ctx context.Context, a *attestRow, id string, item []byte) (string, []byte, error) {
-	_, err := s.w.ExecContext(ctx, `UPDATE attests SET item_id=?, item=? WHERE process=? AND timestamp=? AND ordinate=? AND cron=? AND item_id IS NULL AND result_sha=? AND memory_sha=?`,
-		id, item, a.Process, a.Timestamp, a.Ordinate, a.Cron, a.ResultSHA, a.MemorySHA)
+	err := s.write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(`UPDATE attests SET item_id=?, item=? WHERE process=? AND timestamp=? AND ordinate=? AND cron=? AND item_id IS NULL AND result_sha=? AND memory_sha=?`,
+			id, item, a.Process, a.Timestamp, a.Ordinate, a.Cron, a.ResultSHA, a.MemorySHA)
+		return err
+	})
 	if err != nil {
 		return "", nil, fmt.Errorf("cu: store attestation: %w", err)
 	}
 	var gotID string
 	var got []byte
-	err = s.w.QueryRowContext(ctx, `SELECT coalesce(item_id,''), item FROM attests WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`,
+	err = s.r.QueryRow(ctx, `SELECT coalesce(item_id,''), item FROM attests WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`,
 		a.Process, a.Timestamp, a.Ordinate, a.Cron).Scan(&gotID, &got)
 	if err != nil {
 		return "", nil, fmt.Errorf("cu: read attestation: %w", err)
@@ -195,7 +192,7 @@ func (s *store) setAttestItem(ctx context.Context, a *attestRow, id string, item
 // unsignedAttests lists up to n attestations without a signed item (for the
 // publisher), oldest first per process.
 func (s *store) unsignedAttests(ctx context.Context, n int) ([]*attestRow, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id IS NULL LIMIT ?`, n)
+	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id IS NULL LIMIT ?`, n)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read attestations: %w", err)
 	}
@@ -213,7 +210,7 @@ func (s *store) unsignedAttests(ctx context.Context, n int) ([]*attestRow, error
 
 // unpublishedAttests lists up to n signed attestations not yet uploaded.
 func (s *store) unpublishedAttests(ctx context.Context, n int) ([]*attestRow, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+attestCols+` FROM attests WHERE published=0 AND item_id IS NOT NULL LIMIT ?`, n)
+	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE published=0 AND item_id IS NOT NULL LIMIT ?`, n)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read attestations: %w", err)
 	}
@@ -230,13 +227,15 @@ func (s *store) unpublishedAttests(ctx context.Context, n int) ([]*attestRow, er
 }
 
 func (s *store) markPublished(ctx context.Context, id string) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE attests SET published=1 WHERE item_id=?`, id)
-	return err
+	return s.write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(`UPDATE attests SET published=1 WHERE item_id=?`, id)
+		return err
+	})
 }
 
 // balance is what address has paid in minus what it was charged.
 func (s *store) balance(ctx context.Context, address string) (credited, charged int64, err error) {
-	err = s.r.QueryRowContext(ctx, `SELECT (SELECT coalesce(sum(amount),0) FROM credits WHERE address=?), (SELECT coalesce(sum(amount),0) FROM charges WHERE payer=?)`,
+	err = s.r.QueryRow(ctx, `SELECT (SELECT CAST(coalesce(sum(amount),0) AS BIGINT) FROM credits WHERE address=?), (SELECT CAST(coalesce(sum(amount),0) AS BIGINT) FROM charges WHERE payer=?)`,
 		address, address).Scan(&credited, &charged)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cu: read balance: %w", err)
@@ -257,8 +256,9 @@ type Usage struct {
 }
 
 func (s *store) usage(ctx context.Context, pid string) ([]Usage, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT payer, sum(messages), sum(fuel), sum(wall_us)/1000, max(memory),
-	sum(kind='dry-run'), sum(kind='verify'), sum(amount) FROM charges WHERE process=? GROUP BY payer ORDER BY payer`, pid)
+	rows, err := s.r.Query(ctx, `SELECT payer, CAST(sum(messages) AS BIGINT), CAST(sum(fuel) AS BIGINT), CAST(sum(wall_us)/1000 AS BIGINT), max(memory),
+	CAST(sum(CASE WHEN kind='dry-run' THEN 1 ELSE 0 END) AS BIGINT), CAST(sum(CASE WHEN kind='verify' THEN 1 ELSE 0 END) AS BIGINT),
+	CAST(sum(amount) AS BIGINT) FROM charges WHERE process=? GROUP BY payer ORDER BY payer`, pid)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read usage: %w", err)
 	}
@@ -279,7 +279,7 @@ func (s *store) usage(ctx context.Context, pid string) ([]Usage, error) {
 // ledgerCursor is the last ledger evaluation scanned for payments.
 func (s *store) ledgerCursor(ctx context.Context, ledger string) (*Cursor, error) {
 	var c Cursor
-	err := s.r.QueryRowContext(ctx, `SELECT timestamp, ordinate, cron FROM ledger_cursor WHERE ledger=?`, ledger).Scan(&c.Timestamp, &c.Ordinate, &c.Cron)
+	err := s.r.QueryRow(ctx, `SELECT timestamp, ordinate, cron FROM ledger_cursor WHERE ledger=?`, ledger).Scan(&c.Timestamp, &c.Ordinate, &c.Cron)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -298,27 +298,25 @@ type credit struct {
 // putCredits stores payments and moves the ledger cursor in one transaction;
 // a payment already stored (same ref) is not counted twice.
 func (s *store) putCredits(ctx context.Context, ledger string, cur Cursor, cs []credit) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("cu: store credits: %w", err)
-	}
-	defer tx.Rollback()
 	now := time.Now().UnixMilli()
-	for _, c := range cs {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO credits VALUES (?,?,?,?,?)`, c.Ref, ledger, c.Address, c.Amount, now); err != nil {
+	return s.write(ctx, func(tx *sqldb.Tx) error {
+		for _, c := range cs {
+			if _, err := tx.Exec(`INSERT INTO credits VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`, c.Ref, ledger, c.Address, c.Amount, now); err != nil {
+				return fmt.Errorf("cu: store credits: %w", err)
+			}
+		}
+		if _, err := tx.Exec(`INSERT INTO ledger_cursor VALUES (?,?,?,?) ON CONFLICT (ledger) DO UPDATE SET timestamp=excluded.timestamp,
+	ordinate=excluded.ordinate, cron=excluded.cron`, ledger, cur.Timestamp, cur.Ordinate, cur.Cron); err != nil {
 			return fmt.Errorf("cu: store credits: %w", err)
 		}
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO ledger_cursor VALUES (?,?,?,?)`, ledger, cur.Timestamp, cur.Ordinate, cur.Cron); err != nil {
-		return fmt.Errorf("cu: store credits: %w", err)
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 // averageFuel is the mean fuel of pid's charged messages (0 when none).
 func (s *store) averageFuel(ctx context.Context, pid string) (uint64, error) {
 	var avg float64
-	err := s.r.QueryRowContext(ctx, `SELECT coalesce(avg(fuel),0) FROM charges WHERE process=? AND kind='message'`, pid).Scan(&avg)
+	err := s.r.QueryRow(ctx, `SELECT CAST(coalesce(avg(fuel),0) AS DOUBLE PRECISION) FROM charges WHERE process=? AND kind='message'`, pid).Scan(&avg)
 	if err != nil {
 		return 0, fmt.Errorf("cu: read usage: %w", err)
 	}
@@ -328,7 +326,7 @@ func (s *store) averageFuel(ctx context.Context, pid string) (uint64, error) {
 // cronResult returns the stored result of a cron evaluation.
 func (s *store) cronResult(ctx context.Context, pid string, ts, ordinate int64, cron string) ([]byte, bool, error) {
 	var b []byte
-	err := s.r.QueryRowContext(ctx, `SELECT result FROM evaluations WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`, pid, ts, ordinate, cron).Scan(&b)
+	err := s.r.QueryRow(ctx, `SELECT result FROM evaluations WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`, pid, ts, ordinate, cron).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -340,7 +338,7 @@ func (s *store) cronResult(ctx context.Context, pid string, ts, ordinate int64, 
 
 // attestAt finds the attestation fields of the evaluation with this key.
 func (s *store) attestAt(ctx context.Context, pid string, ts, ordinate int64, cron string) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRowContext(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`, pid, ts, ordinate, cron))
+	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`, pid, ts, ordinate, cron))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -44,7 +44,14 @@ Dry-run results are cached (by process, to and body) while the process has evalu
 since; the header x-max-age (ms) bounds how old the process memory (and a cached result)
 may be, 100 ms by default.
 --dry-run-rate-limit N/INTERVAL limits evaluated dry-runs per client IP (cache hits are
-free; the reference allows 6/1m; off by default).`,
+free; the reference allows 6/1m; off by default).
+
+A cluster of CUs shares results on PostgreSQL (--database postgres://…: any CU answers
+/result for a message another evaluated) and checkpoint files in S3-compatible object
+storage (--s3 http://KEY:SECRET@HOST:PORT/BUCKET: any CU continues a process from another's
+checkpoint without replay). POST /drain checkpoints every live process to that storage and
+turns GET /healthz to 503, so a load balancer stops sending requests; SIGTERM checkpoints
+what changed before exiting.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		port := fs.Int("port", 4004, "listen `PORT`")
 		host := fs.String("host", "0.0.0.0", "listen `ADDRESS`")
@@ -65,6 +72,8 @@ free; the reference allows 6/1m; off by default).`,
 		ignoreAr := fs.Bool("ignore-arweave-checkpoints", false, "never restore published Checkpoint items")
 		dryLimit := fs.String("dry-run-rate-limit", "", "evaluated dry-runs per client IP `N/INTERVAL`, e.g. 6/1m (default off)")
 		dryAge := fs.Duration("dry-run-max-age", 100*time.Millisecond, "how old the memory a dry-run uses may be without an x-max-age header")
+		database := fs.String("database", "", "results database `URL`: postgres://… shared by a cluster of CUs (default: SQLite in DIR)")
+		s3 := fs.String("s3", envOr("AONODE_S3", ""), "also keep checkpoint files in S3-compatible object storage at `URL` http(s)://KEY:SECRET@HOST:PORT/BUCKET[/PREFIX] (default $AONODE_S3)")
 		verbose := fs.Bool("v", false, "log informational messages too")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
@@ -98,7 +107,13 @@ free; the reference allows 6/1m; off by default).`,
 				return err
 			}
 			gw := cu.NewHTTPGateway(*gateway)
+			obj, err := openObjects(ctx, *s3)
+			if err != nil {
+				ln.Close()
+				return err
+			}
 			srv, err := cu.New(ctx, cu.Config{
+				Database: *database, Checkpoints: obj,
 				DataDir: *data, Scheduler: cu.NewHTTPScheduler(*suURL, gw), Gateway: gw, Signer: w,
 				MemoryBudget: *budget, CheckpointEvery: *every, PublishInterval: *publish, MessageTimeout: *timeout,
 				CheckpointOwners: trusted, IgnoreArweaveCheckpoints: *ignoreAr,

@@ -147,6 +147,12 @@ func (t *Tx) QueryRowStmt(st *sql.Stmt, q string, args ...any) *sql.Row {
 	return t.QueryRow(q, args...)
 }
 
+// Prepare prepares q (? placeholders) for repeated use in the transaction;
+// the caller closes it.
+func (t *Tx) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	return t.tx.PrepareContext(ctx, t.q(q))
+}
+
 // Postgres tells whether the transaction is on PostgreSQL (for the rare
 // statement that differs, such as FOR UPDATE SKIP LOCKED).
 func (t *Tx) Postgres() bool { return t.pg }
@@ -241,13 +247,15 @@ var (
 	reAutoinc = regexp.MustCompile(`(?i)\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b`)
 	reInteger = regexp.MustCompile(`(?i)\bINTEGER\b`)
 	reBlob    = regexp.MustCompile(`(?i)\bBLOB\b`)
+	reRowid   = regexp.MustCompile(`(?i)\)\s*WITHOUT\s+ROWID`)
 )
 
 // PGSchema translates a SQLite schema to PostgreSQL: an autoincrement key
 // becomes BIGSERIAL, INTEGER BIGINT (SQLite's integers are 64-bit), BLOB
-// BYTEA.
+// BYTEA, and WITHOUT ROWID goes (PostgreSQL tables have no rowid).
 func PGSchema(schema string) string {
-	s := reAutoinc.ReplaceAllString(schema, "BIGSERIAL PRIMARY KEY")
+	s := reRowid.ReplaceAllString(schema, ")")
+	s = reAutoinc.ReplaceAllString(s, "BIGSERIAL PRIMARY KEY")
 	s = reInteger.ReplaceAllString(s, "BIGINT")
 	return reBlob.ReplaceAllString(s, "BYTEA")
 }
