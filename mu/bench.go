@@ -3,6 +3,7 @@ package mu
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,12 +29,17 @@ type BenchConfig struct {
 	Duration    time.Duration // per row
 	Wallets     []string      // MU wallet kinds
 	Concurrency int           // ping-pongs in flight for the throughput row
-	Log         io.Writer
+	// Postgres, a postgres:// URL, adds rows with the queue on PostgreSQL
+	// (in a scratch schema, dropped after), beside those on SQLite: the cost
+	// of a shared queue per message.
+	Postgres string
+	Log      io.Writer
 }
 
 // BenchRow is one measured MU wallet kind.
 type BenchRow struct {
 	Wallet         string
+	Queue          string // "SQLite" or "PostgreSQL"
 	P50, P99       time.Duration
 	RoundTrips     int
 	MessagesPerSec float64
@@ -165,21 +171,57 @@ func RunBench(ctx context.Context, cfg BenchConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "MU ping-pong through a real SU (Ed25519 SU wallet, SQLite) and a scripted CU, loopback HTTP\n")
-	fmt.Fprintf(out, "%-10s %10s %10s %12s %14s\n", "MU wallet", "RTT p50", "RTT p99", "round trips", "messages/s")
-	for _, kind := range cfg.Wallets {
-		fmt.Fprintf(cfg.Log, "bench mu: %s wallet ...\n", kind)
-		row, err := benchOne(ctx, cfg, kind, dir, gwURL, suURL, s.Address(), user)
+	queues := []string{""}
+	if cfg.Postgres != "" {
+		dsn, drop, err := benchSchema(ctx, cfg.Postgres)
 		if err != nil {
-			return fmt.Errorf("bench %s: %w", kind, err)
+			return err
 		}
-		fmt.Fprintf(out, "%-10s %10s %10s %12d %14.1f\n", row.Wallet, row.P50.Round(10*time.Microsecond), row.P99.Round(10*time.Microsecond), row.RoundTrips, row.MessagesPerSec)
+		defer drop()
+		queues = append(queues, dsn)
+	}
+	fmt.Fprintf(out, "MU ping-pong through a real SU (Ed25519 SU wallet, SQLite) and a scripted CU, loopback HTTP\n")
+	fmt.Fprintf(out, "%-10s %-10s %10s %10s %12s %14s\n", "MU wallet", "queue", "RTT p50", "RTT p99", "round trips", "messages/s")
+	for _, kind := range cfg.Wallets {
+		for _, q := range queues {
+			fmt.Fprintf(cfg.Log, "bench mu: %s wallet, queue %q ...\n", kind, q)
+			row, err := benchOne(ctx, cfg, kind, q, dir, gwURL, suURL, s.Address(), user)
+			if err != nil {
+				return fmt.Errorf("bench %s: %w", kind, err)
+			}
+			fmt.Fprintf(out, "%-10s %-10s %10s %10s %12d %14.1f\n", row.Wallet, row.Queue, row.P50.Round(10*time.Microsecond), row.P99.Round(10*time.Microsecond), row.RoundTrips, row.MessagesPerSec)
+		}
 	}
 	return nil
 }
 
-func benchOne(ctx context.Context, cfg BenchConfig, kind, dir, gwURL, suURL, suAddr string, user *wallet.Wallet) (BenchRow, error) {
-	row := BenchRow{Wallet: kind}
+// benchSchema creates a scratch schema on PostgreSQL and returns a URL
+// selecting it and a function that drops it.
+func benchSchema(ctx context.Context, base string) (string, func(), error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	name := fmt.Sprintf("mu_bench_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+name); err != nil {
+		db.Close()
+		return "", nil, fmt.Errorf("bench: postgres: %w", err)
+	}
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + name, func() {
+		db.ExecContext(context.Background(), "DROP SCHEMA "+name+" CASCADE")
+		db.Close()
+	}, nil
+}
+
+func benchOne(ctx context.Context, cfg BenchConfig, kind, database, dir, gwURL, suURL, suAddr string, user *wallet.Wallet) (BenchRow, error) {
+	row := BenchRow{Wallet: kind, Queue: "SQLite"}
+	if database != "" {
+		row.Queue = "PostgreSQL"
+	}
 	muW, err := wallet.Generate(kind)
 	if err != nil {
 		return row, err
@@ -190,7 +232,7 @@ func benchOne(ctx context.Context, cfg BenchConfig, kind, dir, gwURL, suURL, suA
 		return row, err
 	}
 	defer stopCU()
-	m, err := New(ctx, Config{Signer: muW, DataDir: dir + "/mu-" + kind, GatewayURL: gwURL, CUURL: cuURL})
+	m, err := New(ctx, Config{Signer: muW, DataDir: dir + "/mu-" + kind + "-" + row.Queue, GatewayURL: gwURL, CUURL: cuURL, Database: database})
 	if err != nil {
 		return row, err
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aonode/aonode/internal/pgtest"
 )
 
 // TestBench runs the benchmark briefly (the numbers come from `aonode bench mu`
@@ -16,7 +18,7 @@ func TestBench(t *testing.T) {
 		d = 5 * time.Second
 	}
 	var out strings.Builder
-	if err := RunBench(context.Background(), BenchConfig{Duration: d, Wallets: []string{"ed25519", "arweave"}, Concurrency: 8}, &out); err != nil {
+	if err := RunBench(context.Background(), BenchConfig{Duration: d, Wallets: []string{"ed25519", "arweave"}, Concurrency: 8, Postgres: pgtest.URL(t)}, &out); err != nil {
 		t.Fatal(err)
 	}
 	t.Log("\n" + out.String())

@@ -92,16 +92,19 @@ var benchMUCmd = &command{
 	help: `Runs a loopback network (gateway, a real SU, a scripted CU that answers each Ping
 with a Pong) and an MU per wallet kind, then prints the round-trip latency of
 user-message → push → reply (p50, p99) for sequential ping-pongs, and the messages
-per second pushed through the MU with --concurrency ping-pongs in flight.`,
+per second pushed through the MU with --concurrency ping-pongs in flight. With
+--postgres URL, each wallet kind also gets a row with the MU's queue on PostgreSQL
+(a scratch schema, dropped after): the cost of a shared queue per message.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		d := fs.Duration("duration", 3*time.Second, "measuring time per row")
 		wallets := fs.String("wallets", "arweave,ed25519", "MU wallet kinds")
 		conc := fs.Int("concurrency", 16, "ping-pongs in flight for the throughput row")
+		pg := fs.String("postgres", "", "also measure the queue on PostgreSQL at `URL`, e.g. postgres://postgres@127.0.0.1:5432/test")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
 			}
-			return mu.RunBench(ctx, mu.BenchConfig{Duration: *d, Wallets: strings.Split(*wallets, ","), Concurrency: *conc, Log: stderr}, stdout)
+			return mu.RunBench(ctx, mu.BenchConfig{Duration: *d, Wallets: strings.Split(*wallets, ","), Concurrency: *conc, Postgres: *pg, Log: stderr}, stdout)
 		}
 	},
 }

@@ -15,6 +15,7 @@ import (
 	"hash/fnv"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aonode/aonode/internal/sqlite"
@@ -27,7 +28,27 @@ type DB struct {
 	Read *sql.DB
 	lite *sqlite.DB
 	pg   *sql.DB
+
+	// PostgreSQL writes are group-committed too: a commit waits for the
+	// server's WAL flush (milliseconds on a disk), so pgWriters goroutines
+	// each commit the writes waiting together in one transaction.
+	writes chan pgWriteReq
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
 }
+
+type pgWriteReq struct {
+	ctx  context.Context
+	op   func(tx *Tx) error
+	done chan error
+}
+
+// pgWriters is how many transactions a DB commits at once on PostgreSQL.
+const pgWriters = 1
+
+// pgMaxBatch bounds the writes committed in one PostgreSQL transaction.
+const pgMaxBatch = 64
 
 // OpenSQLite opens (creating it) the SQLite database at path; see
 // sqlite.Open.
@@ -62,7 +83,11 @@ func OpenPostgres(ctx context.Context, dsn, schema string, conns int) (*DB, erro
 		db.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	d := &DB{Read: db, pg: db}
+	d := &DB{Read: db, pg: db, writes: make(chan pgWriteReq, 1024), done: make(chan struct{})}
+	for range pgWriters {
+		d.wg.Add(1)
+		go d.pgWriter()
+	}
 	h := fnv.New64a()
 	h.Write([]byte(schema))
 	if err := d.Write(ctx, func(tx *Tx) error {
@@ -72,10 +97,66 @@ func OpenPostgres(ctx context.Context, dsn, schema string, conns int) (*DB, erro
 		_, err := tx.tx.ExecContext(ctx, PGSchema(schema))
 		return err
 	}); err != nil {
-		db.Close()
+		d.Close()
 		return nil, fmt.Errorf("postgres: schema: %w", err)
 	}
 	return d, nil
+}
+
+func (d *DB) pgWriter() {
+	defer d.wg.Done()
+	for {
+		var batch []pgWriteReq
+		select {
+		case r := <-d.writes:
+			batch = append(batch, r)
+		case <-d.done:
+			for { // finish what was queued before Close
+				select {
+				case r := <-d.writes:
+					r.done <- d.pgRun(r.ctx, []pgWriteReq{r})
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < pgMaxBatch {
+			select {
+			case r := <-d.writes:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		err := d.pgRun(context.Background(), batch)
+		if err != nil && len(batch) > 1 {
+			// One failing write must not fail the others: run them one by one.
+			for _, r := range batch {
+				r.done <- d.pgRun(r.ctx, []pgWriteReq{r})
+			}
+			continue
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+// pgRun commits batch in one transaction, retrying a serialization failure
+// or deadlock a few times.
+func (d *DB) pgRun(ctx context.Context, batch []pgWriteReq) error {
+	for attempt := 0; ; attempt++ {
+		err := d.pgWrite(ctx, batch)
+		if err == nil || attempt >= 5 || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+	}
 }
 
 // Postgres tells whether d is on PostgreSQL.
@@ -84,12 +165,18 @@ func (d *DB) Postgres() bool { return d.pg != nil }
 // ErrClosed is returned by Write after Close (SQLite).
 var ErrClosed = sqlite.ErrClosed
 
-// Close closes the database (SQLite: after the queued writes commit).
+// Close closes the database after the queued writes commit.
 func (d *DB) Close() error {
 	if d.lite != nil {
 		return d.lite.Close()
 	}
-	return d.pg.Close()
+	var err error
+	d.closed.Do(func() {
+		close(d.done)
+		d.wg.Wait()
+		err = d.pg.Close()
+	})
+	return err
 }
 
 // Ping checks that the database answers (for health checks).
@@ -157,34 +244,42 @@ func (t *Tx) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
 // statement that differs, such as FOR UPDATE SKIP LOCKED).
 func (t *Tx) Postgres() bool { return t.pg }
 
-// Write runs op in a committed transaction. On SQLite it may share the
-// transaction with other writes (group commit), so op must not keep state
-// between calls; on PostgreSQL a serialization failure or deadlock is retried.
+// Write runs op in a committed transaction, possibly shared with other
+// writes (group commit), so op must not keep state between calls and may run
+// more than once (a shared transaction that fails is rerun write by write; on
+// PostgreSQL a serialization failure or deadlock is retried). Once queued the
+// write happens even if ctx ends, so a caller never reports failure for data
+// that was stored.
 func (d *DB) Write(ctx context.Context, op func(tx *Tx) error) error {
 	if d.lite != nil {
 		return d.lite.Write(ctx, func(tx *sql.Tx) error { return op(&Tx{tx: tx}) })
 	}
-	for attempt := 0; ; attempt++ {
-		err := d.pgWrite(ctx, op)
-		if err == nil || attempt >= 5 || !retryable(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
-		}
+	r := pgWriteReq{ctx: context.WithoutCancel(ctx), op: op, done: make(chan error, 1)}
+	select {
+	case <-d.done:
+		return ErrClosed
+	default:
 	}
+	select {
+	case d.writes <- r:
+	case <-d.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-r.done
 }
 
-func (d *DB) pgWrite(ctx context.Context, op func(tx *Tx) error) error {
+func (d *DB) pgWrite(ctx context.Context, batch []pgWriteReq) error {
 	tx, err := d.pg.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
-	if err := op(&Tx{tx: tx, pg: true}); err != nil {
-		tx.Rollback()
-		return err
+	for _, r := range batch {
+		if err := r.op(&Tx{tx: tx, pg: true}); err != nil {
+			tx.Rollback()
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
