@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aonode/aonode/internal/objstore"
 	"github.com/aonode/aonode/internal/pgtest"
@@ -14,7 +15,7 @@ import (
 )
 
 // clusterConfig is a CU config on a fresh shared store and bucket.
-func clusterConfig(t *testing.T) (Config, *s3test.Server) {
+func clusterConfig(t testing.TB) (Config, *s3test.Server) {
 	t.Helper()
 	dsn := pgtest.Schema(t, "cu_cluster")
 	srv := s3test.Start(t)
@@ -146,4 +147,84 @@ func TestSharedStore(t *testing.T) {
 	t.Run("CheckpointRestore", TestCheckpointRestore)
 	t.Run("AttestationsAgree", TestAttestationsAgree)
 	t.Run("PayPerUse", TestPayPerUse)
+}
+
+// BenchmarkCluster measures what a cluster adds per message and per
+// checkpoint: evaluating and storing results (20 aos messages a round) on
+// SQLite vs PostgreSQL, a checkpoint written locally vs also uploaded to S3,
+// and a restore from the local file vs by another CU that downloads it.
+//
+//	go test ./cu -run '^$' -bench Cluster -benchtime 10x
+func BenchmarkCluster(b *testing.B) {
+	for _, mode := range []string{"local", "shared"} {
+		b.Run(mode, func(b *testing.B) {
+			n := newNetwork(b)
+			cfg := Config{MemoryBudget: 1 << 40, CheckpointEvery: -1}
+			if mode == "shared" {
+				cfg, _ = clusterConfig(b)
+				cfg.MemoryBudget, cfg.CheckpointEvery = 1<<40, -1
+			}
+			a, aURL := n.newCU(cfg, false)
+			other, _ := n.newCU(cfg, false)
+			if mode == "local" {
+				other = a // restores from its own file
+			}
+			pid := n.spawn()
+			result(b, aURL, pid, n.eval(pid, "X = 1"))
+			ctx := context.Background()
+			const perRound = 20
+			var eval, ckpt, restore time.Duration
+			for i := range b.N {
+				var last string
+				for j := range perRound {
+					last = n.eval(pid, fmt.Sprintf("X = %d; return X", i*perRound+j))
+				}
+				t0 := time.Now()
+				result(b, aURL, pid, last)
+				eval += time.Since(t0)
+
+				p, err := a.process(ctx, pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.mu.Lock()
+				t0 = time.Now()
+				if err := a.checkpoint(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+				ckpt += time.Since(t0)
+				if other == a {
+					p.inst.Close(ctx)
+					p.inst = nil
+				}
+				p.mu.Unlock()
+
+				q, err := other.process(ctx, pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				q.mu.Lock()
+				if q.inst != nil {
+					q.inst.Close(ctx)
+					q.inst = nil
+				}
+				t0 = time.Now()
+				if err := other.ensureInstance(ctx, q, latest); err != nil {
+					b.Fatal(err)
+				}
+				restore += time.Since(t0)
+				if q.inst != nil && other != a {
+					q.inst.Close(ctx)
+					q.inst = nil
+				}
+				q.mu.Unlock()
+			}
+			if mode == "shared" && other.cl.downloads.Load() != int64(b.N) {
+				b.Fatalf("%d downloads for %d rounds", other.cl.downloads.Load(), b.N)
+			}
+			b.ReportMetric(float64(eval.Microseconds())/float64(b.N*perRound)/1000, "eval-ms/msg")
+			b.ReportMetric(float64(ckpt.Microseconds())/float64(b.N)/1000, "checkpoint-ms")
+			b.ReportMetric(float64(restore.Microseconds())/float64(b.N)/1000, "restore-ms")
+		})
+	}
 }
