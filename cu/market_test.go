@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/internal/interop"
@@ -359,5 +360,82 @@ func TestPricesNeedLedger(t *testing.T) {
 	_, err := New(t.Context(), Config{Scheduler: NewHTTPScheduler(n.suURL, gw), Gateway: gw, Signer: cuKey("x"), DataDir: t.TempDir(), Prices: Prices{Message: 1}})
 	if err == nil || !strings.Contains(err.Error(), "ledger") {
 		t.Fatalf("New with prices and no ledger: %v", err)
+	}
+}
+
+// gqlCount counts the gateway's items with Type: typ, owned by owner.
+func gqlCount(t *testing.T, gwURL, typ, owner string) (int, []map[string]string) {
+	t.Helper()
+	q := fmt.Sprintf(`{"query":"query { transactions(owners: [\"%s\"], tags: [{name: \"Type\", values: [\"%s\"]}], first: 100) { edges { node { id tags { name value } } } } }"}`, owner, typ)
+	resp, err := http.Post(gwURL+"/graphql", "application/json", strings.NewReader(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data struct {
+			Transactions struct {
+				Edges []struct {
+					Node struct {
+						ID   string `json:"id"`
+						Tags []struct{ Name, Value string }
+					} `json:"node"`
+				} `json:"edges"`
+			} `json:"transactions"`
+		} `json:"data"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("graphql: %s", b)
+	}
+	var tags []map[string]string
+	for _, e := range out.Data.Transactions.Edges {
+		m := map[string]string{"id": e.Node.ID}
+		for _, tg := range e.Node.Tags {
+			m[tg.Name] = tg.Value
+		}
+		tags = append(tags, m)
+	}
+	return len(tags), tags
+}
+
+// TestPublishAttestationsAndPrices: with publishing on, every attestation
+// and the price record are found on the gateway by GraphQL.
+func TestPublishAttestationsAndPrices(t *testing.T) {
+	n := newNetwork(t)
+	ledger := n.spawn()
+	pid := n.spawn()
+	var last string
+	for i := range 5 {
+		last = n.eval(pid, fmt.Sprintf("return %d", i))
+	}
+	key := cuKey("publisher")
+	n.newCU(Config{Signer: key, PublishAttestations: true, PublishPrices: true, PublicURL: "http://cu.example:4004",
+		Prices: Prices{Message: 3, Gigafuel: 2, Verification: 50, DryRun: 1}, Ledger: ledger}, false)
+	_, prices := gqlCount(t, n.gwURL, "Compute-Price", signerAddress(key))
+	if len(prices) != 1 || prices[0]["Url"] != "http://cu.example:4004" || prices[0]["Price-Message"] != "3" ||
+		prices[0]["Price-Gigafuel"] != "2" || prices[0]["Token"] != ledger || prices[0]["Data-Protocol"] != "ao" {
+		t.Fatalf("price record: %v", prices)
+	}
+	// A free CU publishes the attestations of what it evaluates.
+	free, _ := n.newCU(Config{Signer: cuKey("free publisher"), PublishAttestations: true}, false)
+	if _, err := free.Result(t.Context(), pid, last); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, items := gqlCount(t, n.gwURL, "Attestation", signerAddress(cuKey("free publisher")))
+		if c == 6 { // the process and its five messages
+			for _, it := range items {
+				if it["Process"] != pid || len(it["Memory-SHA-256"]) != 64 || len(it["Result-SHA-256"]) != 64 {
+					t.Fatalf("published attestation: %v", it)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attestations on the gateway, want 6", c)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
