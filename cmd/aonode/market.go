@@ -38,7 +38,7 @@ func (m *marketFlags) apply(cfg *cu.Config, listen string) error {
 	cfg.Ledger = strings.TrimSpace(*m.ledger)
 	cfg.PublicURL = *m.publicURL
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = strings.Replace(listen, "0.0.0.0", "127.0.0.1", 1)
+		cfg.PublicURL = strings.NewReplacer("0.0.0.0", "127.0.0.1", "[::]", "127.0.0.1").Replace(listen)
 	}
 	if cfg.Prices.On() && cfg.Ledger == "" {
 		return usageError("prices need --ledger PID: the token process whose Transfers to this CU's wallet fund balances")
