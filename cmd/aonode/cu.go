@@ -46,6 +46,17 @@ may be, 100 ms by default.
 --dry-run-rate-limit N/INTERVAL limits evaluated dry-runs per client IP (cache hits are
 free; the reference allows 6/1m; off by default).
 
+The compute market: every result is attested (GET /attestation/{message}?process-id=, and
+an ao-attestation header on /result; --attestations=false turns this off), and
+--publish-attestations uploads each signed Attestation item to the gateway. POST /verify
+checks another CU's attestation by evaluating the slot here and answers a signed Verdict.
+Prices (--price-message, --price-gigafuel, --price-verification, --price-dry-run, in the
+smallest unit of the --ledger token) are free (0) by default; with any set, work is charged
+to the process owner (to the signer for /verify) and refused with 402 until paid for by a
+Transfer to the CU's wallet on the --ledger process. GET /quote, /balance/{address} and
+/usage/{process} show prices, balances and usage; --publish-prices uploads a signed
+Compute-Price record naming --public-url.
+
 A cluster of CUs shares results on PostgreSQL (--database postgres://…: any CU answers
 /result for a message another evaluated) and checkpoint files in S3-compatible object
 storage (--s3 http://KEY:SECRET@HOST:PORT/BUCKET: any CU continues a process from another's
@@ -75,6 +86,7 @@ what changed before exiting.`,
 		database := fs.String("database", "", "results database `URL`: postgres://… shared by a cluster of CUs (default: SQLite in DIR)")
 		s3 := fs.String("s3", envOr("AONODE_S3", ""), "also keep checkpoint files in S3-compatible object storage at `URL` http(s)://KEY:SECRET@HOST:PORT/BUCKET[/PREFIX] (default $AONODE_S3)")
 		verbose := fs.Bool("v", false, "log informational messages too")
+		market := addMarketFlags(fs)
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
@@ -112,7 +124,7 @@ what changed before exiting.`,
 				ln.Close()
 				return err
 			}
-			srv, err := cu.New(ctx, cu.Config{
+			cfg := cu.Config{
 				Database: *database, Checkpoints: obj,
 				DataDir: *data, Scheduler: cu.NewHTTPScheduler(*suURL, gw), Gateway: gw, Signer: w,
 				MemoryBudget: *budget, CheckpointEvery: *every, PublishInterval: *publish, MessageTimeout: *timeout,
@@ -120,7 +132,12 @@ what changed before exiting.`,
 				DryRunRateLimit: rl.N, DryRunRateWindow: rl.Interval, DryRunMaxAge: *dryAge,
 				MessageFuel: *msgFuel, DryRunFuel: *dryFuel, DryRunWorkers: *dryWorkers,
 				Logger: logger(*verbose),
-			})
+			}
+			if err := market.apply(&cfg, "http://"+ln.Addr().String()); err != nil {
+				ln.Close()
+				return err
+			}
+			srv, err := cu.New(ctx, cfg)
 			if err != nil {
 				ln.Close()
 				return err
