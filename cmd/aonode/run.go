@@ -26,6 +26,7 @@ acknowledged is lost.`,
 		cuPort := fs.Int("cu-port", 4004, "Compute Unit `PORT`")
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
 		hbPort := fs.Int("hb-port", 8734, "AO-Core (mainnet) surface `PORT` for aos 2.x and aoconnect MODE 'mainnet' (0: off)")
+		explorerPort := fs.Int("explorer-port", 4005, "web explorer `PORT` (0: off)")
 		strictSched := fs.Bool("strict-scheduler", false, "refuse processes naming a scheduler this node does not serve (default: schedule them here, e.g. aos's default mainnet scheduler)")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
 		budget := fs.Int64("memory-budget", 0, "resident memory of the CU's live processes in `BYTES` before it evicts the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
@@ -46,7 +47,7 @@ acknowledged is lost.`,
 				DataDir: *data, Host: *host, GatewayPort: *gwPort, SUPort: *suPort, CUPort: *cuPort, MUPort: *muPort, BlockInterval: *interval,
 				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
-				HBPort: *hbPort, StrictScheduler: *strictSched,
+				HBPort: *hbPort, StrictScheduler: *strictSched, ExplorerPort: *explorerPort,
 			})
 			if err != nil {
 				return err
@@ -78,6 +79,9 @@ Press Ctrl-C to stop.
 			if n.HBURL != "" {
 				fmt.Fprintf(stdout, "AO-Core (aos 2.x, aoconnect MODE 'mainnet')  %s    node address %s\n"+
 					"  aos NAME --url %s --module MODULE\n\n", n.HBURL, n.MUAddress, n.HBURL)
+			}
+			if n.ExplorerURL != "" {
+				fmt.Fprintf(stdout, "Explorer (processes, messages and their flow)  %s\n\n", n.ExplorerURL)
 			}
 			select {
 			case <-ctx.Done():
