@@ -75,8 +75,18 @@ export async function suProcess(pid) {
   return (await json('su', `/processes/${enc(pid)}`)).body;
 }
 
-export async function suLatest(pid) {
-  return (await json('su', `/${enc(pid)}/latest`)).body;
+// latestSlot returns the newest slot of pid and its time, or {slot: -1} for
+// a process with an empty schedule (a legacy process whose first message
+// has not come yet).
+export async function latestSlot(pid) {
+  try {
+    const { body } = await json('su', `/${enc(pid)}/latest`);
+    const t = (name) => (body.assignment.tags.find((x) => x.name === name) || {}).value;
+    return { slot: Number(t('Nonce')), timestamp: Number(t('Timestamp')) };
+  } catch (e) {
+    if (e.status === 400 && /not available/.test(e.message)) return { slot: -1, timestamp: 0 };
+    throw e;
+  }
 }
 
 // schedule returns slots [from, to] of pid (nonce mode, both inclusive).

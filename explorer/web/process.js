@@ -41,13 +41,12 @@ export async function processPage(main, pid, query, ctx) {
   let latest = -1;
   let shownTop = -1;
   const setLatest = (l) => {
-    const n = Number(tag(l.assignment.tags, 'Nonce'));
-    const ts = Number(tag(l.assignment.tags, 'Timestamp'));
-    slotCount.textContent = String(n + 1);
-    lastSeen.replaceChildren(time(ts), ' ', h('span', { class: 'muted' }, ago(ts)));
-    return n;
+    slotCount.textContent = String(l.slot + 1);
+    if (l.slot >= 0) lastSeen.replaceChildren(time(l.timestamp), ' ', h('span', { class: 'muted' }, ago(l.timestamp)));
+    else lastSeen.replaceChildren(h('span', { class: 'muted' }, 'no messages yet'));
+    return l.slot;
   };
-  latest = setLatest(await api.suLatest(pid));
+  latest = setLatest(await api.latestSlot(pid));
   if (!ctx.live()) return;
   const render = async (top, fresh) => {
     const table = await scheduleTable(pid, top, latest, fresh, ctx);
@@ -63,7 +62,7 @@ export async function processPage(main, pid, query, ctx) {
   if (ctx.cfg.units.some((u) => u.name === 'hb')) main.append(patchSection(pid, ctx));
   if (tag(proc.tags, 'Cron-Interval')) main.append(cronSection(pid, ctx));
   main.append(attestationSection(pid, ctx));
-  main.append(dryRunSection(pid));
+  main.append(dryRunSection(pid, proc.owner.address));
 
   // Live: follow the SU's latest slot; on the newest page, show new slots.
   let busy = false;
@@ -71,7 +70,7 @@ export async function processPage(main, pid, query, ctx) {
     if (busy || !ctx.live()) return;
     busy = true;
     try {
-      const n = setLatest(await api.suLatest(pid));
+      const n = setLatest(await api.latestSlot(pid));
       if (n > latest) {
         const fresh = new Set();
         for (let s = latest + 1; s <= n; s++) fresh.add(s);
@@ -90,6 +89,7 @@ export async function processPage(main, pid, query, ctx) {
 
 // scheduleTable shows slots [top-49, top] newest first, with their results.
 async function scheduleTable(pid, top, latest, fresh, ctx) {
+  if (top < 0) return h('p', { class: 'empty' }, 'No messages scheduled yet.');
   const from = Math.max(0, top - slotsPerPage + 1);
   const page = await api.schedule(pid, from, top);
   const edges = page.edges.slice().reverse();
@@ -267,7 +267,7 @@ function attestationSection(pid, ctx) {
   return section('Attestations', body);
 }
 
-function dryRunSection(pid) {
+function dryRunSection(pid, owner) {
   const out = h('div', { id: 'dry-run-result' });
   const form = h(
     'form',
@@ -282,14 +282,14 @@ function dryRunSection(pid) {
       }
       out.replaceChildren(h('p', { class: 'muted' }, 'Running…'));
       try {
-        const r = await api.dryRun(pid, { Id: '1234', Target: pid, Owner: String(f.get('owner') || '1234'), Anchor: '0', Data: String(f.get('data') || ''), Tags: tags });
+        const r = await api.dryRun(pid, { Id: '1234', Target: pid, Owner: String(f.get('owner') || owner), From: String(f.get('owner') || owner), Anchor: '0', Data: String(f.get('data') || ''), Tags: tags });
         out.replaceChildren(resultView(r));
       } catch (e) {
         out.replaceChildren(errorBox(e));
       }
     } },
     h('label', {}, 'Action ', h('input', { name: 'action', value: 'Eval' })),
-    h('label', {}, 'From ', h('input', { name: 'owner', value: '1234', title: 'the Owner/From of the dry-run message' })),
+    h('label', {}, 'From ', h('input', { name: 'owner', value: owner, title: 'the Owner and From of the dry-run message (default: the process owner, whom aos lets Eval)' })),
     h('label', { class: 'wide' }, 'Data ', h('textarea', { name: 'data', rows: 3, placeholder: 'return #Inbox' })),
     h('label', { class: 'wide' }, 'More tags (Name=Value, one a line) ', h('textarea', { name: 'tags', rows: 2 })),
     h('button', { type: 'submit' }, 'Dry-run')

@@ -66,11 +66,10 @@ export async function processTable(filter, after, ctx, nextHref) {
   // small read per listed process, a few at a time.
   pool(rows, 4, async ({ node, slots, last }) => {
     try {
-      const l = await api.suLatest(node.id);
-      const n = Number(tag(l.assignment.tags, 'Nonce'));
-      const ts = Number(tag(l.assignment.tags, 'Timestamp'));
-      slots.textContent = String(n + 1);
-      last.replaceChildren(time(ts), ' ', h('span', { class: 'muted' }, ago(ts)));
+      const l = await api.latestSlot(node.id);
+      slots.textContent = String(l.slot + 1);
+      if (l.slot >= 0) last.replaceChildren(time(l.timestamp), ' ', h('span', { class: 'muted' }, ago(l.timestamp)));
+      else last.replaceChildren(h('span', { class: 'muted' }, 'no messages yet'));
     } catch (e) {
       slots.textContent = '?';
       last.replaceChildren(h('span', { class: 'muted', title: e.message }, 'not on this SU'));
