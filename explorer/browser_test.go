@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,14 +207,20 @@ func (b *browser) wait(cond, what string) {
 	}
 }
 
-// screenshot writes the viewport as PNG into $AONODE_SCREENSHOTS, when set.
-func (b *browser) screenshot(name string) {
+// screenshot writes the viewport (or with sel, one element) as PNG into
+// $AONODE_SCREENSHOTS, when set: the README's pictures.
+func (b *browser) screenshot(name string, sel ...string) {
 	b.t.Helper()
 	dir := os.Getenv("AONODE_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	png := run(b, chromedp.CaptureScreenshot())
+	var png []byte
+	if len(sel) > 0 {
+		png = run(b, chromedp.Screenshot(sel[0]))
+	} else {
+		png = run(b, chromedp.CaptureScreenshot())
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
@@ -365,7 +372,7 @@ func TestExplorerInBrowser(t *testing.T) {
 			t.Fatal("the page reloaded")
 		}
 		b.noErrors("network")
-		b.screenshot("network")
+		b.screenshot("network", "main")
 	})
 
 	t.Run("processes", func(t *testing.T) {
@@ -523,6 +530,7 @@ func TestExplorerInBrowser(t *testing.T) {
 			t.Fatalf("the Ping node %s is not beta's message: %v", ping.ID, err)
 		}
 		b.screenshot("message")
+		b.screenshot("flow", "#flow")
 		// A node opens that message's page, whose graph is the same tree.
 		b.eval(fmt.Sprintf(`document.querySelector('#flow-graph g.node[data-id=%q]').dispatchEvent(new MouseEvent('click')); true`, pong.ID))
 		b.wait(fmt.Sprintf(`location.hash === '#/message/%s?process=%s' && document.querySelector('#main[data-ready]')`, pong.ID, nw.alpha), "the Pong's page")
@@ -590,4 +598,101 @@ func TestExplorerInBrowser(t *testing.T) {
 		b.wait(`document.querySelector('#result .result-error')`, "the failed result")
 		b.noErrors("wallet")
 	})
+}
+
+// BenchmarkProcessPage10k opens the page of a process with 10,000 messages
+// in headless Chromium: "ready" is until the schedule's newest page is
+// shown, "results" until every row of it shows its result. The messages go
+// straight to the SU and are evaluated once before the timing.
+//
+//	go test -run '^$' -bench ProcessPage10k -benchtime 20x ./explorer/
+func BenchmarkProcessPage10k(b *testing.B) {
+	const messages = 10000
+	wasm := interop.WaoModule(b, "aos2_0_4_32.wasm")
+	chromiumPath(b)
+	n := startNode(b)
+	c := newClient(n)
+	ctx := context.Background()
+	module, err := c.PublishModule(ctx, wasm, client.Module{Format: "wasm32-unknown-emscripten4", MemoryLimit: "1-gb", ComputeLimit: "9000000000000"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := c.Spawn(ctx, client.Spawn{Module: module, Scheduler: n.SUAddress, Tags: []client.Tag{{Name: "Name", Value: "big"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Written to the SU directly (its POST / takes a signed item as the MU's
+	// does), eight at a time.
+	direct := *c
+	direct.MU = n.SUURL
+	start := time.Now()
+	var wg sync.WaitGroup
+	var last string
+	var mu sync.Mutex
+	errc := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < messages; i += 8 {
+				id, err := direct.Message(ctx, client.Message{Process: pid, Tags: []client.Tag{{Name: "Action", Value: "Note"}}, Data: []byte(fmt.Sprintf("note %d", i))})
+				if err != nil {
+					errc <- err
+					return
+				}
+				mu.Lock()
+				last = id
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		b.Fatal(err)
+	default:
+	}
+	b.Logf("scheduled %d messages in %v", messages, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	latest, err := direct.Message(ctx, client.Message{Process: pid, Tags: []client.Tag{{Name: "Action", Value: "Note"}}, Data: []byte("last")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = last
+	slow := *c
+	slow.HTTP = &http.Client{Timeout: 30 * time.Minute}
+	if _, err := slow.Result(ctx, pid, latest); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("evaluated them in %v", time.Since(start).Round(time.Millisecond))
+
+	br := newBrowser(b, n.ExplorerURL)
+	page := n.ExplorerURL + "/#/process/" + pid
+	open := func() (ready, results time.Duration) {
+		if err := chromedp.Do(br.ctx, chromedp.Navigate("about:blank")); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := chromedp.Do(br.ctx, chromedp.Navigate(page), chromedp.WaitVisible(`#main[data-ready]`)); err != nil {
+			b.Fatal(err)
+		}
+		ready = time.Since(t0)
+		br.wait(`document.querySelectorAll('#schedule tbody tr[data-slot] .badge').length === 50`, "every row's result")
+		return ready, time.Since(t0)
+	}
+	open() // the first load compiles the page's modules
+	if got := br.evalString(`document.getElementById('slot-count').textContent`); got != fmt.Sprint(messages+2) {
+		b.Fatalf("slot count %s, want %d", got, messages+2)
+	}
+	var readySum, resultsSum time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, all := open()
+		readySum += r
+		resultsSum += all
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(readySum.Milliseconds())/float64(b.N), "ms-ready/op")
+	b.ReportMetric(float64(resultsSum.Milliseconds())/float64(b.N), "ms-results/op")
+	br.noErrors("benchmark")
 }

@@ -52,13 +52,17 @@ acknowledged is lost.`,
 			if err != nil {
 				return err
 			}
+			explorerLine := ""
+			if n.ExplorerURL != "" {
+				explorerLine = fmt.Sprintf("  explorer  %s    open in a browser: processes, messages and their flow\n", n.ExplorerURL)
+			}
 			fmt.Fprintf(stdout, `aonode is running (data in %s, ready in %s)
 
   gateway   %s
   MU        %s    MU address %s
   SU        %s    scheduler address %s
   CU        %s
-
+%s
 aos trusts messages from other processes only when the MU address is an Authority
 of the process: aonode spawn adds it; with aoconnect, add the tag
   { name: "Authority", value: "%s" }
@@ -73,15 +77,12 @@ Environment for clients (aoconnect, aonode):
   export SU_URL=%s
 
 Press Ctrl-C to stop.
-`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL,
+`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, explorerLine,
 				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
 			if n.HBURL != "" {
 				fmt.Fprintf(stdout, "AO-Core (aos 2.x, aoconnect MODE 'mainnet')  %s    node address %s\n"+
 					"  aos NAME --url %s --module MODULE\n\n", n.HBURL, n.MUAddress, n.HBURL)
-			}
-			if n.ExplorerURL != "" {
-				fmt.Fprintf(stdout, "Explorer (processes, messages and their flow)  %s\n\n", n.ExplorerURL)
 			}
 			select {
 			case <-ctx.Done():

@@ -154,8 +154,9 @@ function drawChart(points) {
   el('text', { x: 2, y: H - pad, class: 'tick' }, '0');
   series.forEach(([k, label, color], i) => {
     const d = points.map((p, j) => `${j ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p[k] || 0).toFixed(1)}`).join('');
-    el('path', { d, fill: 'none', stroke: color, 'stroke-width': 2, 'data-series': label });
-    el('text', { x: W - pad - 160 + i * 85, y: 12, fill: color, class: 'legend' }, '● ' + label);
+    // CSS variables work in style, not in presentation attributes.
+    el('path', { d, fill: 'none', style: `stroke: ${color}`, 'stroke-width': 2, 'data-series': label });
+    el('text', { x: W - pad - 160 + i * 85, y: 12, style: `fill: ${color}`, class: 'legend' }, '● ' + label);
   });
   return svg;
 }
