@@ -75,8 +75,10 @@ async function route() {
 
 function search(ev) {
   ev.preventDefault();
-  const q = document.getElementById('search').value.trim();
+  const input = document.getElementById('search');
+  const q = input.value.trim();
   if (!q) return;
+  input.value = '';
   if (isID(q)) location.hash = `#/id/${encodeURIComponent(q)}`;
   else location.hash = `#/processes?q=${encodeURIComponent(q)}`;
 }

@@ -9,7 +9,7 @@ export const slotsPerPage = 50;
 const pollMs = 2000;
 
 export async function processPage(main, pid, query, ctx) {
-  const proc = await api.suProcess(pid);
+  const [proc, first] = await Promise.all([api.suProcess(pid), api.latestSlot(pid)]);
   if (!ctx.live()) return;
   const name = tag(proc.tags, 'Name');
   main.append(
@@ -46,8 +46,7 @@ export async function processPage(main, pid, query, ctx) {
     else lastSeen.replaceChildren(h('span', { class: 'muted' }, 'no messages yet'));
     return l.slot;
   };
-  latest = setLatest(await api.latestSlot(pid));
-  if (!ctx.live()) return;
+  latest = setLatest(first);
   const render = async (top, fresh) => {
     const table = await scheduleTable(pid, top, latest, fresh, ctx);
     if (!ctx.live()) return;
