@@ -495,6 +495,11 @@ func TestExplorerInBrowser(t *testing.T) {
 		if got := b.evalString(`document.querySelector('#result pre.output').textContent`); got != "sent" {
 			t.Fatalf("result %q", got)
 		}
+		// The CU attests its results (on by default).
+		b.wait(`document.querySelector('#attestation h3')`, "the attestation section")
+		if !b.eval(`[...document.querySelectorAll("#attestation dd code")].some(c => /^[0-9a-f]{64}$/.test(c.textContent))`) {
+			t.Fatalf("attestation: %s", b.evalString(`document.getElementById('attestation').innerText`))
+		}
 		b.wait(`document.querySelector('#flow-graph')`, "the flow graph")
 		type node struct{ ID, Process, Kind, Status string }
 		nodes := run(b, chromedp.Evaluate[[]node](`[...document.querySelectorAll('#flow-graph g.node')].map(g => ({ID: g.dataset.id, Process: g.dataset.process, Kind: g.dataset.kind, Status: g.dataset.status}))`))

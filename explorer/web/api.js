@@ -156,7 +156,7 @@ export async function dryRun(pid, msg) {
 // attestation is the CU's signed attestation of a result, or null where the
 // CU does not give one.
 export async function attestation(pid, id) {
-  const resp = await call('cu', `/attestation/${enc(id)}?process-id=${enc(pid)}`);
+  const resp = await call('cu', `/attestation/${enc(id)}?process-id=${enc(pid)}`, { headers: { Accept: 'application/json' } });
   if (!resp.ok) return null;
   try {
     return await resp.json();

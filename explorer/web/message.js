@@ -2,7 +2,7 @@
 // the process's hash chain, its result (with attestations where the CU gives
 // them), and its flow across processes.
 import * as api from './api.js';
-import { h, section, idLink, time, tag, tagsTable, kv, errorBox, bytes, utf8Length } from './ui.js';
+import { h, section, idLink, time, tag, tagsTable, kv, errorBox, bytes, utf8Length, copyButton } from './ui.js';
 import { resultView } from './result.js';
 import { flowSection } from './flow.js';
 import { resolvePage } from './entity.js';
@@ -129,13 +129,26 @@ async function chainLink(pid, slot, hashChain, el) {
 // tagged Type: Attestation for this message.
 async function attestations(pid, id, header, el, ctx) {
   const items = [];
-  if (header) items.push(h('li', {}, 'CU attestation ', idLink('id', header)));
   const fromCU = await api.attestation(pid, id).catch(() => null);
-  if (fromCU) items.push(h('li', {}, 'CU: ', h('pre', { class: 'data' }, JSON.stringify(fromCU, null, 2))));
+  if (fromCU && fromCU.id) {
+    items.push(h('div', { class: 'attestation', 'data-id': fromCU.id }, kv([
+      ['Attestation', [h('code', {}, fromCU.id), copyButton(fromCU.id), ' ',
+        h('a', { href: `/api/cu/attestation/${encodeURIComponent(id)}?process-id=${encodeURIComponent(pid)}`, download: `${fromCU.id}.ans104` }, 'signed item')]],
+      ['Signed by the CU', idLink('wallet', fromCU.owner, { full: true })],
+      ['Slot', String(fromCU.slot)],
+      ['Result SHA-256', h('code', {}, fromCU.resultSha256)],
+      ['Memory SHA-256', h('code', {}, fromCU.memorySha256)],
+      ['Gas used', String(fromCU.gasUsed)],
+    ])));
+  } else if (header) {
+    items.push(h('p', {}, 'The CU names attestation ', h('code', {}, header), copyButton(header)));
+  }
   try {
     const page = await api.transactions({ tags: [{ name: 'Type', values: ['Attestation'] }, { name: 'Message', values: [id] }] }, 10);
-    for (const { node } of page.edges) items.push(h('li', {}, 'on the gateway ', idLink('id', node.id), ' by ', idLink('wallet', node.owner.address)));
+    for (const { node } of page.edges) {
+      items.push(h('p', {}, 'Published on the gateway: ', idLink('id', node.id, { full: true }), ' by ', idLink('wallet', node.owner.address)));
+    }
   } catch {}
   if (!ctx.live()) return;
-  el.replaceChildren(h('h3', {}, 'Attestations'), items.length ? h('ul', {}, items) : h('p', { class: 'muted' }, 'None given for this result.'));
+  el.replaceChildren(h('h3', {}, 'Attestation'), ...(items.length ? items : [h('p', { class: 'muted' }, 'None given for this result.')]));
 }
