@@ -707,6 +707,10 @@ func BenchmarkProcessPage10k(b *testing.B) {
 		resultsSum += all
 		runs++
 	}
+	// Where the last load spent its time: the page's requests, slowest first.
+	b.Logf("last load: %s", br.evalString(`performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation'))
+		.sort((a, b) => b.duration - a.duration).slice(0, 8)
+		.map(e => e.name.replace(location.origin, '').slice(0, 60) + ' ' + Math.round(e.startTime) + '+' + Math.round(e.duration) + 'ms').join('; ')`))
 	b.ReportMetric(float64(readySum.Microseconds())/1000/float64(runs), "ms-ready/op")
 	b.ReportMetric(float64(resultsSum.Microseconds())/1000/float64(runs), "ms-results/op")
 	br.noErrors("benchmark")
