@@ -212,11 +212,12 @@ func (s *Server) share(ctx context.Context) {
 			since = start
 		}
 		if time.Since(lastRenew) >= s.cfg.LeaseTTL/3 {
+			renewAt := nowMS() - 1000 // margin: Created is stamped before the insert commits
 			held, err := s.st.renew(ctx)
 			if err == nil {
 				lastRenew = time.Now()
-				s.run.keepOnly(held)
-				s.in.keepOnly(held)
+				s.run.keepOnly(held, renewAt)
+				s.in.keepOnly(held, renewAt)
 			} else if ctx.Err() == nil {
 				s.log.Warn("renewing leases failed", "err", err)
 			}

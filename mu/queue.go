@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -289,11 +290,13 @@ func (r *runner) lost(t *task) {
 
 // keepOnly drops the queues not in held that are not running (a shared
 // queue's leases this MU lost); a running one is dropped when its step's
-// write finds the lease gone.
-func (r *runner) keepOnly(held map[string]bool) {
+// write finds the lease gone. A queue with a task created at or after since
+// (when the renewal that listed held began) is kept: its lease may have been
+// taken after that list was made.
+func (r *runner) keepOnly(held map[string]bool, since int64) {
 	r.mu.Lock()
 	for q, ts := range r.queues {
-		if held[q] || r.running[q] {
+		if held[q] || r.running[q] || slices.ContainsFunc(ts, func(t *task) bool { return t.Created >= since }) {
 			continue
 		}
 		for _, o := range ts {
