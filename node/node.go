@@ -82,7 +82,7 @@ type Node struct {
 	CUs     []*cu.Server // every CU, CU first
 	MU      *mu.Server
 	Router  *router.Router // nil with one CU
-	HB      *hb.Adapter // nil unless Config.HBPort
+	HB      *hb.Adapter    // nil unless Config.HBPort
 
 	// CUURL is the URL clients use for compute: the CU, or with several CUs
 	// the router in front of them. CUURLs are the CUs themselves.

@@ -161,4 +161,3 @@ func TestFailoverAcrossCUs(t *testing.T) {
 		t.Fatalf("healthz %+v", hz)
 	}
 }
-
