@@ -131,6 +131,22 @@ func TestFailoverAcrossCUs(t *testing.T) {
 		t.Fatalf("counter saw %s (count/bad), want %s", got, want)
 	}
 
+	// The SDK over the CUs themselves (its own placement table, as a client
+	// elsewhere has) reads every result too: its first choice for the sender
+	// is the stopped CU, so it fails over.
+	sdk := newClient(t, n)
+	if err := sdk.UseCUs(n.CUURLs, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if r, err := sdk.Result(ctx, sender, id); err != nil || r.Failed() || len(r.Messages) != 1 {
+			t.Fatalf("SDK result of %s: %v %+v", id, err, r)
+		}
+	}
+	if u, _ := sdk.CUs.Choose(sender); u == victim {
+		t.Fatal("the SDK still places the sender on the stopped CU")
+	}
+
 	// The MU moved the sender off the stopped CU and says so.
 	if u, _ := p.Choose(sender); u == victim {
 		t.Fatalf("the sender is still placed on the stopped CU %s", victim)

@@ -13,7 +13,8 @@ var runCmd = &command{
 	name:    "run",
 	summary: "run a whole AO network in one process",
 	help: `Starts the gateway and permanent store (port 4000), the Messenger Unit (4002), the
-Scheduler Unit (4003) and the Compute Unit (4004), as the old ao-localnet did, with all data under --data. Unit wallets are created on first start
+Scheduler Unit (4003) and the Compute Unit (4004), as the old ao-localnet did (--cus N runs N CUs on 4004, 4005, ...
+behind a router on --router-port, 4010, which clients use as their CU URL), with all data under --data. Unit wallets are created on first start
 and kept. The SU publishes its Scheduler-Location record, so clients find it through the
 gateway. Prints the URLs, the scheduler address and the environment lines for clients.
 SIGINT or SIGTERM shuts down gracefully: requests in flight finish and nothing
@@ -25,6 +26,8 @@ acknowledged is lost.`,
 		suPort := fs.Int("su-port", 4003, "Scheduler Unit `PORT`")
 		cuPort := fs.Int("cu-port", 4004, "Compute Unit `PORT`")
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
+		cus := fs.Int("cus", 1, "run `N` Compute Units, on consecutive ports from --cu-port, each with its own wallet; with more than one, the MU places each process on one of them and a router on --router-port is the CU URL for clients")
+		routerPort := fs.Int("router-port", 4010, "CU router `PORT` (with --cus above 1)")
 		hbPort := fs.Int("hb-port", 8734, "AO-Core (mainnet) surface `PORT` for aos 2.x and aoconnect MODE 'mainnet' (0: off)")
 		strictSched := fs.Bool("strict-scheduler", false, "refuse processes naming a scheduler this node does not serve (default: schedule them here, e.g. aos's default mainnet scheduler)")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
@@ -36,6 +39,9 @@ acknowledged is lost.`,
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
 			}
+			if *cus < 1 || *cus > 64 {
+				return usageError("--cus: %d, want 1 to 64", *cus)
+			}
 			stopPprof, err := servePprof(*pprofAddr)
 			if err != nil {
 				return err
@@ -46,7 +52,7 @@ acknowledged is lost.`,
 				DataDir: *data, Host: *host, GatewayPort: *gwPort, SUPort: *suPort, CUPort: *cuPort, MUPort: *muPort, BlockInterval: *interval,
 				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
-				HBPort: *hbPort, StrictScheduler: *strictSched,
+				HBPort: *hbPort, StrictScheduler: *strictSched, CUs: *cus, RouterPort: *routerPort,
 			})
 			if err != nil {
 				return err
@@ -75,6 +81,13 @@ Press Ctrl-C to stop.
 `, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL,
 				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
+			if len(n.CUURLs) > 1 {
+				fmt.Fprintf(stdout, "Compute Units behind the router %s (GET / shows the placement table):\n", n.CUURL)
+				for i, u := range n.CUURLs {
+					fmt.Fprintf(stdout, "  CU %d  %s    CU address %s\n", i+1, u, n.CUAddresses[i])
+				}
+				fmt.Fprintln(stdout)
+			}
 			if n.HBURL != "" {
 				fmt.Fprintf(stdout, "AO-Core (aos 2.x, aoconnect MODE 'mainnet')  %s    node address %s\n"+
 					"  aos NAME --url %s --module MODULE\n\n", n.HBURL, n.MUAddress, n.HBURL)
