@@ -45,7 +45,7 @@ type Client struct {
 	// the same CU; CU is then unused. UseCUs sets it.
 	CUs    *placement.Placer
 	Signer ans104.Signer
-	HTTP                *http.Client
+	HTTP   *http.Client
 	// SDK is the value of the SDK tag on what the client signs.
 	SDK string
 }
