@@ -229,4 +229,3 @@ func TestPinsFile(t *testing.T) {
 		t.Fatal("a broken pins file was accepted")
 	}
 }
-
