@@ -37,7 +37,8 @@ type Config struct {
 	// sticky per process, with failover). CUURLs adds to CUURL; CUDiscover
 	// also finds CUs by their Compute-Price records on GatewayURL. With one
 	// CU and no discovery the MU talks to it directly, as it always has.
-	// Placement, when set, is used as it is (the caller owns its table).
+	// Placement, when set, is used as it is: the caller owns its table and
+	// keeps it fresh (Refresh once its CUs serve, then Run).
 	CUURLs     []string
 	CUDiscover bool
 	Placement  *placement.Placer
@@ -197,7 +198,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.log.Info("resuming crank steps", "pending", len(pending))
 	}
 
-	if placer != nil {
+	if placer != nil && cfg.Placement == nil {
 		// The first choices already know the CUs' prices and health.
 		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 		placer.Refresh(rctx)
@@ -208,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.wg.Go(func() { s.run.run(bg) })
 	s.wg.Go(func() { s.in.run(bg) })
 	s.wg.Go(func() { s.crons.run(bg) })
-	if placer != nil {
+	if placer != nil && cfg.Placement == nil {
 		s.wg.Go(func() { placer.Run(bg) })
 	}
 	s.wg.Go(func() {

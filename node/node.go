@@ -341,6 +341,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.serve(routerLn, n.Router.Handler())
 	}
 	n.serve(muLn, n.MU.Handler())
+	if placer != nil {
+		// Now that the CUs serve, the first choices can know them.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		placer.Refresh(rctx)
+		cancel()
+		n.wg.Go(func() { placer.Run(runCtx) })
+	}
 	if len(lns) > 4 {
 		n.HBURL = "http://" + hostPort(cfg.Host, lns[4])
 		if n.HB, err = hb.New(hb.Config{GatewayURL: n.GatewayURL, SUURL: n.SUURL, CUURL: n.CUURL, MUURL: n.MUURL,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aonode/aonode/node"
@@ -63,7 +64,7 @@ acknowledged is lost.`,
   MU        %s    MU address %s
   SU        %s    scheduler address %s
   CU        %s
-
+%s
 aos trusts messages from other processes only when the MU address is an Authority
 of the process: aonode spawn adds it; with aoconnect, add the tag
   { name: "Authority", value: "%s" }
@@ -78,16 +79,9 @@ Environment for clients (aoconnect, aonode):
   export SU_URL=%s
 
 Press Ctrl-C to stop.
-`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL,
+`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, cuList(n),
 				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
-			if len(n.CUURLs) > 1 {
-				fmt.Fprintf(stdout, "Compute Units behind the router %s (GET / shows the placement table):\n", n.CUURL)
-				for i, u := range n.CUURLs {
-					fmt.Fprintf(stdout, "  CU %d  %s    CU address %s\n", i+1, u, n.CUAddresses[i])
-				}
-				fmt.Fprintln(stdout)
-			}
 			if n.HBURL != "" {
 				fmt.Fprintf(stdout, "AO-Core (aos 2.x, aoconnect MODE 'mainnet')  %s    node address %s\n"+
 					"  aos NAME --url %s --module MODULE\n\n", n.HBURL, n.MUAddress, n.HBURL)
@@ -106,6 +100,19 @@ Press Ctrl-C to stop.
 }
 
 func init() { root.subs = append(root.subs, runCmd) }
+
+// cuList names the CUs behind the router when there are several.
+func cuList(n *node.Node) string {
+	if len(n.CUURLs) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "            the router in front of %d CUs (GET / shows the placement table):\n", len(n.CUURLs))
+	for i, u := range n.CUURLs {
+		fmt.Fprintf(&b, "  CU %-5d  %s    CU address %s\n", i+1, u, n.CUAddresses[i])
+	}
+	return b.String()
+}
 
 var benchNodeCmd = &command{
 	name:    "node",
