@@ -115,10 +115,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if placer, err = newPlacer(cfg); err != nil {
 			return nil, err
 		}
-		if placer != nil {
+		switch {
+		case placer != nil:
 			cfg.Compute = NewPlacedCompute(placer)
-		} else {
+		case cfg.CUURL != "":
 			cfg.Compute = NewHTTPCompute(cfg.CUURL)
+		default:
+			cfg.Compute = NewHTTPCompute(cfg.CUURLs[0])
 		}
 	}
 	if cfg.Gateway == nil {
