@@ -3,6 +3,8 @@ package placement
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -12,13 +14,22 @@ import (
 // equal-priced CUs.
 func BenchmarkPlacement(b *testing.B) {
 	for _, n := range []int{3, 16} {
+		// Answering CUs: the background probes find them healthy.
 		var urls []string
-		for i := range n {
-			urls = append(urls, fmt.Sprintf("http://cu-%d:4004", i))
+		for range n {
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Write([]byte(`{"address":"x"}`))
+			}))
+			defer s.Close()
+			urls = append(urls, s.URL)
 		}
 		p, err := New(Config{URLs: urls})
 		if err != nil {
 			b.Fatal(err)
+		}
+		p.Refresh(context.Background())
+		if p.Healthy() != n {
+			b.Fatalf("%d healthy CUs of %d", p.Healthy(), n)
 		}
 		ps := pids(1024)
 		b.Run(fmt.Sprintf("choose/cus=%d", n), func(b *testing.B) {

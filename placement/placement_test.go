@@ -204,37 +204,43 @@ func TestCheapestHealthyAndSpread(t *testing.T) {
 // change: a CU joining takes about its fair share and moves nothing between
 // the others; a CU leaving moves only its own processes.
 func TestRendezvous(t *testing.T) {
-	urls := []string{"http://cu-1:4004", "http://cu-2:4004", "http://cu-3:4004"}
-	p, err := New(Config{URLs: urls})
+	// Real (answering) CUs, so that the background probes agree they are up.
+	var urls []string
+	for i := range 4 {
+		urls = append(urls, newFakeCU(t, fmt.Sprint("cu-", i), "0").srv.URL)
+	}
+	p, err := New(Config{URLs: urls[:3]})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.Refresh(context.Background())
 	ps := pids(3000)
 	before := map[string]string{}
 	for _, pid := range ps {
 		before[pid], _ = p.Choose(pid)
 	}
-	if err := p.Add("http://cu-4:4004"); err != nil {
+	if err := p.Add(urls[3]); err != nil {
 		t.Fatal(err)
 	}
+	p.Refresh(context.Background())
 	moved := 0
 	for _, pid := range ps {
 		u, _ := p.Choose(pid)
 		if u != before[pid] {
-			if u != "http://cu-4:4004" {
+			if u != urls[3] {
 				t.Fatalf("%s moved from %s to %s, not to the new CU", pid, before[pid], u)
 			}
 			moved++
 		}
 	}
-	if moved < 600 || moved > 900 { // a fair share is 750
+	if moved < 600 || moved > 900 { // a fair share is 750 (binomial, sd 24)
 		t.Fatalf("%d of 3000 processes moved to the 4th CU", moved)
 	}
-	p.Remove("http://cu-2:4004")
-	p.Remove("http://cu-4:4004")
+	p.Remove(urls[1])
+	p.Remove(urls[3])
 	for _, pid := range ps {
 		u, _ := p.Choose(pid)
-		if before[pid] != "http://cu-2:4004" && u != before[pid] {
+		if before[pid] != urls[1] && u != before[pid] {
 			t.Fatalf("%s moved from %s to %s though its CU stayed", pid, before[pid], u)
 		}
 	}
