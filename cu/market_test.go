@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/internal/interop"
@@ -26,24 +27,17 @@ func cuKey(name string) *ans104.Ed25519Signer {
 
 func signerAddress(s ans104.Signer) string { return ans104.Address(s.Owner()) }
 
-// tokenLua is a token process in the aos token blueprint's shape: a Transfer
-// debits the sender and sends the Recipient a Credit-Notice with Sender and
-// Quantity (the blueprint itself is not on npm).
-const tokenLua = `
-Balances = Balances or { [Owner] = "1000000" }
-Handlers.add("Transfer", Handlers.utils.hasMatchingTag("Action", "Transfer"), function(msg)
-  local qty = tonumber(msg.Quantity)
-  local bal = tonumber(Balances[msg.From] or "0")
-  if not qty or qty <= 0 or bal < qty then
-    ao.send({ Target = msg.From, Action = "Transfer-Error", Error = "Insufficient Balance!" })
-    return
-  end
-  Balances[msg.From] = tostring(bal - qty)
-  Balances[msg.Recipient] = tostring(tonumber(Balances[msg.Recipient] or "0") + qty)
-  ao.send({ Target = msg.From, Action = "Debit-Notice", Recipient = msg.Recipient, Quantity = msg.Quantity })
-  ao.send({ Target = msg.Recipient, Action = "Credit-Notice", Sender = msg.From, Quantity = msg.Quantity })
-end)
-return "token"`
+// tokenLua is a token process in the aos token blueprint's shape (the
+// blueprint itself is not on npm): a Transfer debits the sender and sends the
+// Recipient a Credit-Notice with Sender and Quantity. The README's market
+// example loads the same file.
+var tokenLua = func() string {
+	b, err := os.ReadFile("testdata/token.lua")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func (n *network) transfer(ledger, to string, qty int) string {
 	return n.send(ledger, "", ans104.Tag{Name: "Action", Value: "Transfer"}, ans104.Tag{Name: "Recipient", Value: to},
@@ -359,5 +353,82 @@ func TestPricesNeedLedger(t *testing.T) {
 	_, err := New(t.Context(), Config{Scheduler: NewHTTPScheduler(n.suURL, gw), Gateway: gw, Signer: cuKey("x"), DataDir: t.TempDir(), Prices: Prices{Message: 1}})
 	if err == nil || !strings.Contains(err.Error(), "ledger") {
 		t.Fatalf("New with prices and no ledger: %v", err)
+	}
+}
+
+// gqlCount counts the gateway's items with Type: typ, owned by owner.
+func gqlCount(t *testing.T, gwURL, typ, owner string) (int, []map[string]string) {
+	t.Helper()
+	q := fmt.Sprintf(`{"query":"query { transactions(owners: [\"%s\"], tags: [{name: \"Type\", values: [\"%s\"]}], first: 100) { edges { node { id tags { name value } } } } }"}`, owner, typ)
+	resp, err := http.Post(gwURL+"/graphql", "application/json", strings.NewReader(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data struct {
+			Transactions struct {
+				Edges []struct {
+					Node struct {
+						ID   string `json:"id"`
+						Tags []struct{ Name, Value string }
+					} `json:"node"`
+				} `json:"edges"`
+			} `json:"transactions"`
+		} `json:"data"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("graphql: %s", b)
+	}
+	var tags []map[string]string
+	for _, e := range out.Data.Transactions.Edges {
+		m := map[string]string{"id": e.Node.ID}
+		for _, tg := range e.Node.Tags {
+			m[tg.Name] = tg.Value
+		}
+		tags = append(tags, m)
+	}
+	return len(tags), tags
+}
+
+// TestPublishAttestationsAndPrices: with publishing on, every attestation
+// and the price record are found on the gateway by GraphQL.
+func TestPublishAttestationsAndPrices(t *testing.T) {
+	n := newNetwork(t)
+	ledger := n.spawn()
+	pid := n.spawn()
+	var last string
+	for i := range 5 {
+		last = n.eval(pid, fmt.Sprintf("return %d", i))
+	}
+	key := cuKey("publisher")
+	n.newCU(Config{Signer: key, PublishAttestations: true, PublishPrices: true, PublicURL: "http://cu.example:4004",
+		Prices: Prices{Message: 3, Gigafuel: 2, Verification: 50, DryRun: 1}, Ledger: ledger}, false)
+	_, prices := gqlCount(t, n.gwURL, "Compute-Price", signerAddress(key))
+	if len(prices) != 1 || prices[0]["Url"] != "http://cu.example:4004" || prices[0]["Price-Message"] != "3" ||
+		prices[0]["Price-Gigafuel"] != "2" || prices[0]["Token"] != ledger || prices[0]["Data-Protocol"] != "ao" {
+		t.Fatalf("price record: %v", prices)
+	}
+	// A free CU publishes the attestations of what it evaluates.
+	free, _ := n.newCU(Config{Signer: cuKey("free publisher"), PublishAttestations: true}, false)
+	if _, err := free.Result(t.Context(), pid, last); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, items := gqlCount(t, n.gwURL, "Attestation", signerAddress(cuKey("free publisher")))
+		if c == 6 { // the process and its five messages
+			for _, it := range items {
+				if it["Process"] != pid || len(it["Memory-SHA-256"]) != 64 || len(it["Result-SHA-256"]) != 64 {
+					t.Fatalf("published attestation: %v", it)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attestations on the gateway, want 6", c)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
