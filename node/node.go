@@ -71,6 +71,11 @@ type Config struct {
 	// CUPorts, when it has CUs entries, are the CUs' ports instead of
 	// consecutive ones (tests take free ports).
 	CUPorts []int
+	// CUPrices are the CUs' prices, by CU (missing: free). Any price needs
+	// Ledger, the token process whose Transfers to a CU's wallet fund
+	// balances there (see cu.Config).
+	CUPrices []cu.Prices
+	Ledger   string
 }
 
 // Node is a running AO network.
@@ -89,6 +94,7 @@ type Node struct {
 	GatewayURL, SUURL, CUURL, MUURL string
 	CUURLs                          []string
 	CUAddresses                     []string
+	CUPrices                        []cu.Prices // as configured, by CU
 	SUAddress, CUAddress, MUAddress string
 
 	HBURL string // the AO-Core surface; "" unless Config.HBPort
@@ -285,10 +291,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 				return nil, err
 			}
 		}
-		c, err := cu.New(ctx, cu.Config{
+		ccfg := cu.Config{
 			DataDir: filepath.Join(cfg.DataDir, dir), Scheduler: sched, Gateway: gw,
 			Signer: w, Logger: cfg.Logger, MemoryBudget: cfg.MemoryBudget,
-		})
+		}
+		if i < len(cfg.CUPrices) && cfg.CUPrices[i].On() {
+			ccfg.Prices, ccfg.Ledger = cfg.CUPrices[i], cfg.Ledger
+		}
+		c, err := cu.New(ctx, ccfg)
 		if err != nil {
 			return nil, fmt.Errorf("starting the CU (data in %s): %w", filepath.Join(cfg.DataDir, dir), err)
 		}
@@ -297,6 +307,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.CUAddresses = append(n.CUAddresses, c.Address())
 	}
 	n.CU, n.CUAddress = n.CUs[0], n.CUAddresses[0]
+	n.CUPrices = cfg.CUPrices
 
 	// With several CUs the MU and the router share one placement table: the
 	// cheapest healthy CU per process, sticky, with failover.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/client"
+	"github.com/aonode/aonode/cu"
 	"github.com/aonode/aonode/internal/interop"
 	"github.com/aonode/aonode/placement"
 )
@@ -17,8 +20,13 @@ import (
 // on free loopback ports, the MU placing processes over them and a router
 // in front of them as the node's CU URL.
 func startCluster(t *testing.T, cus int) *Node {
+	return startClusterIn(t, t.TempDir(), cus, nil)
+}
+
+// startClusterIn is startCluster in dir (a restart keeps everything), with
+// mod changing the configuration.
+func startClusterIn(t *testing.T, dir string, cus int, mod func(*Config)) *Node {
 	t.Helper()
-	dir := t.TempDir()
 	var n *Node
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -26,8 +34,12 @@ func startCluster(t *testing.T, cus int) *Node {
 		for i := range ports {
 			ports[i] = freePort(t)
 		}
-		n, err = Start(context.Background(), Config{DataDir: dir, GatewayPort: freePort(t), SUPort: freePort(t),
-			CUPort: ports[0], CUPorts: ports, CUs: cus, RouterPort: freePort(t), MUPort: freePort(t), BlockInterval: 100 * time.Millisecond})
+		cfg := Config{DataDir: dir, GatewayPort: freePort(t), SUPort: freePort(t),
+			CUPort: ports[0], CUPorts: ports, CUs: cus, RouterPort: freePort(t), MUPort: freePort(t), BlockInterval: 100 * time.Millisecond}
+		if mod != nil {
+			mod(&cfg)
+		}
+		n, err = Start(context.Background(), cfg)
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
@@ -223,4 +235,126 @@ func TestFailoverAcrossCUs(t *testing.T) {
 	if !hz.OK || hz.HealthyCUs < 1 || hz.HealthyCUs > 2 {
 		t.Fatalf("healthz %+v", hz)
 	}
+}
+
+// TestCheapestCUAndFailover runs three real CUs with different wallets and
+// per-message prices (5, 1, 3) funded by Transfers on a token process: the MU
+// and the router send a process's work to the cheapest CU; when it stops, the
+// next cheapest takes over with nothing lost, and the dearest never works.
+func TestCheapestCUAndFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	wasm := interop.WaoModule(t, "aos2_0_4_32.wasm")
+	token, err := os.ReadFile("../cu/testdata/token.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx := context.Background()
+	// First a free network, to spawn the token process the priced CUs are
+	// paid on (its id is the ledger they are started with).
+	n := startClusterIn(t, dir, 3, nil)
+	c := newClient(t, n)
+	module, err := c.PublishModule(ctx, wasm, client.Module{Format: "wasm32-unknown-emscripten4", MemoryLimit: "1-gb", ComputeLimit: "9000000000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spawn := func(name string) string {
+		pid, err := c.Spawn(ctx, client.Spawn{Module: module, Scheduler: n.SUAddress, Tags: []client.Tag{{Name: "Authority", Value: n.MUAddress}, {Name: "Name", Value: name}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	send := func(pid string, data string, tags ...client.Tag) string {
+		t.Helper()
+		id, err := c.Message(ctx, client.Message{Process: pid, Tags: tags, Data: []byte(data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := c.WaitDelivered(wctx, id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	eval := client.Tag{Name: "Action", Value: "Eval"}
+	ledger := spawn("token")
+	send(ledger, string(token), eval)
+	worker, counter := spawn("worker"), spawn("counter")
+	send(counter, `Count = 0 Seen = {} Handlers.add("inc", Handlers.utils.hasMatchingTag("Action", "Inc"), function (msg)
+		Count = Count + 1 Seen[msg.Data] = (Seen[msg.Data] or 0) + 1 end)`, eval)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	n = startClusterIn(t, dir, 3, func(cfg *Config) {
+		cfg.CUPrices = []cu.Prices{{Message: 5}, {Message: 1}, {Message: 3}}
+		cfg.Ledger = ledger
+	})
+	c = newClientAs(t, n, c.Signer)
+	cheapest, next, dearest := n.CUURLs[1], n.CUURLs[2], n.CUURLs[0]
+	tb := n.MU.Placement().Table()
+	if tb.CUs[0].URL != cheapest || tb.CUs[1].URL != next || tb.CUs[2].URL != dearest || tb.CUs[0].Prices.Message != "1" {
+		t.Fatalf("placement order %+v", tb.CUs)
+	}
+	// Fund the two cheaper CUs (the process owner pays for its messages).
+	for _, i := range []int{1, 2} {
+		send(ledger, "", client.Tag{Name: "Action", Value: "Transfer"}, client.Tag{Name: "Recipient", Value: n.CUAddresses[i]},
+			client.Tag{Name: "Quantity", Value: "100000"})
+	}
+	usage := func(cuURL, pid string) int {
+		t.Helper()
+		var u struct {
+			Usage []struct {
+				Messages int `json:"messages"`
+			} `json:"usage"`
+		}
+		getJSON(t, cuURL+"/usage/"+pid, &u)
+		n := 0
+		for _, p := range u.Usage {
+			n += p.Messages
+		}
+		return n
+	}
+	const total = 20
+	onCheapest := 0
+	for i := 1; i <= total; i++ {
+		if i == total/2+1 {
+			onCheapest = usage(cheapest, worker)
+			if got := onCheapest; got < total/2 {
+				t.Fatalf("the cheapest CU evaluated %d messages of the worker, want %d", got, total/2)
+			}
+			if err := n.StopCU(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id := send(worker, fmt.Sprintf(`Send({ Target = %q, Action = "Inc", Data = "%d" }) return "sent %d"`, counter, i, i), eval)
+		r, err := c.Result(ctx, worker, id) // through the router
+		if err != nil || r.Failed() || r.OutputData() != fmt.Sprintf("sent %d", i) {
+			t.Fatalf("result %d: %v %+v", i, err, r)
+		}
+	}
+	if got := usage(next, worker); got < total/2 {
+		t.Fatalf("the next cheapest CU evaluated %d messages of the worker after the failover, want %d", got, total/2)
+	}
+	t.Logf("worker messages evaluated: cheapest %d before it stopped, next %d, dearest %d", onCheapest, usage(next, worker), usage(dearest, worker))
+	if got := usage(dearest, worker); got != 0 {
+		t.Fatalf("the dearest CU evaluated %d messages", got)
+	}
+	id := send(counter, fmt.Sprintf(`local bad = 0 for i = 1, %d do if Seen[tostring(i)] ~= 1 then bad = bad + 1 end end
+		return tostring(Count) .. "/" .. tostring(bad)`, total), eval)
+	r, err := c.Result(ctx, counter, id)
+	if err != nil || r.OutputData() != fmt.Sprintf("%d/0", total) {
+		t.Fatalf("counter (count/bad): %v %q", err, r.OutputData())
+	}
+}
+
+// newClientAs is newClient signing with s (the same wallet after a restart).
+func newClientAs(t *testing.T, n *Node, s ans104.Signer) *client.Client {
+	c := client.New(s)
+	c.Gateway, c.SU, c.CU, c.MU = n.GatewayURL, n.SUURL, n.CUURL, n.MUURL
+	return c
 }

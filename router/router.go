@@ -242,13 +242,13 @@ func (r *Router) proxy(w http.ResponseWriter, req *http.Request, pid string) {
 		}
 		b, _ := io.ReadAll(io.LimitReader(res.Body, maxRefusalBytes))
 		res.Body.Close()
-		if o == placement.NotNow {
+		if o == placement.NotNow && refusal == nil { // the first refusal is the process's own CU: pay there
 			refusal = &refused{cu: cu, status: res.StatusCode, header: res.Header, body: b}
 		}
 		return o, fmt.Errorf("%s: HTTP %d: %s", cu, res.StatusCode, strings.TrimSpace(string(b[:min(len(b), 300)])))
 	})
 	if resp == nil {
-		if refusal != nil { // every CU that answered refused for money: say what it costs
+		if refusal != nil { // every CU that answered refused for money: say what the first costs
 			copyHeaders(w.Header(), refusal.header)
 			w.Header().Set(CUHeader, refusal.cu)
 			w.Header().Del("Content-Length")

@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/aonode/aonode/cu"
 	"github.com/aonode/aonode/node"
 )
 
@@ -29,6 +31,8 @@ acknowledged is lost.`,
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
 		cus := fs.Int("cus", 1, "run `N` Compute Units, on consecutive ports from --cu-port, each with its own wallet; with more than one, the MU places each process on one of them and a router on --router-port is the CU URL for clients")
 		routerPort := fs.Int("router-port", 4010, "CU router `PORT` (with --cus above 1)")
+		cuPrices := fs.String("cu-prices", "", "per-message `PRICES` of the CUs, comma-separated in --cus order (e.g. 5,1,3; missing or 0: free); needs --ledger")
+		ledger := fs.String("ledger", "", "token process `PID` whose Transfers to a CU's wallet fund balances on the priced CUs")
 		hbPort := fs.Int("hb-port", 8734, "AO-Core (mainnet) surface `PORT` for aos 2.x and aoconnect MODE 'mainnet' (0: off)")
 		strictSched := fs.Bool("strict-scheduler", false, "refuse processes naming a scheduler this node does not serve (default: schedule them here, e.g. aos's default mainnet scheduler)")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
@@ -43,6 +47,13 @@ acknowledged is lost.`,
 			if *cus < 1 || *cus > 64 {
 				return usageError("--cus: %d, want 1 to 64", *cus)
 			}
+			prices, err := parseCUPrices(*cuPrices, *cus)
+			if err != nil {
+				return usageError("--cu-prices: %v", err)
+			}
+			if len(prices) > 0 && *ledger == "" {
+				return usageError("--cu-prices needs --ledger PID: the token process whose Transfers to a CU's wallet fund balances there")
+			}
 			stopPprof, err := servePprof(*pprofAddr)
 			if err != nil {
 				return err
@@ -54,6 +65,7 @@ acknowledged is lost.`,
 				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
 				HBPort: *hbPort, StrictScheduler: *strictSched, CUs: *cus, RouterPort: *routerPort,
+				CUPrices: prices, Ledger: strings.TrimSpace(*ledger),
 			})
 			if err != nil {
 				return err
@@ -101,6 +113,31 @@ Press Ctrl-C to stop.
 
 func init() { root.subs = append(root.subs, runCmd) }
 
+// parseCUPrices reads --cu-prices: one per-message price per CU.
+func parseCUPrices(list string, cus int) ([]cu.Prices, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	parts := strings.Split(list, ",")
+	if len(parts) > cus {
+		return nil, fmt.Errorf("%d prices for %d CUs (--cus)", len(parts), cus)
+	}
+	var out []cu.Prices
+	on := false
+	for _, p := range parts {
+		n, err := strconv.ParseInt(strings.TrimSpace(p), 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a non-negative integer", p)
+		}
+		out = append(out, cu.Prices{Message: n})
+		on = on || n > 0
+	}
+	if !on {
+		return nil, nil
+	}
+	return out, nil
+}
+
 // cuList names the CUs behind the router when there are several.
 func cuList(n *node.Node) string {
 	if len(n.CUURLs) < 2 {
@@ -109,7 +146,11 @@ func cuList(n *node.Node) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "            the router in front of %d CUs (GET / shows the placement table):\n", len(n.CUURLs))
 	for i, u := range n.CUURLs {
-		fmt.Fprintf(&b, "  CU %-5d  %s    CU address %s\n", i+1, u, n.CUAddresses[i])
+		price := "free"
+		if i < len(n.CUPrices) && n.CUPrices[i].On() {
+			price = fmt.Sprintf("%d per message", n.CUPrices[i].Message)
+		}
+		fmt.Fprintf(&b, "  CU %-5d  %s    CU address %s  (%s)\n", i+1, u, n.CUAddresses[i], price)
 	}
 	return b.String()
 }
