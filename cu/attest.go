@@ -20,7 +20,9 @@ import (
 // incrementally, digest.go); the item is signed when first asked for (GET
 // /attestation, the ao-attestation header of /result) or, with
 // PublishAttestations, right after evaluation, and then stored: an RSA
-// wallet's signature is not deterministic, so an attestation is signed once.
+// wallet's signature is not deterministic, so its attestations are signed
+// once; an Ed25519 wallet signs the same item every time, so its items are
+// signed again rather than stored, unless they are published.
 
 // attestFields computes what an attestation states about res, the result p
 // just produced (p.mu held; p.inst holds the memory after the message).
@@ -102,7 +104,12 @@ func (s *Server) Attest(ctx context.Context, pid, msgID string) ([]byte, *Attest
 	return s.signed(ctx, a)
 }
 
-// signed returns a's item, signing and storing it on first use.
+// deterministic reports whether signer signs the same message the same way
+// (Ed25519), so an attestation need not be stored once signed.
+func deterministic(signer ans104.Signer) bool { return signer.Type() == ans104.TypeEd25519 }
+
+// signed returns a's item, signing it on first use and storing it unless
+// the signature is deterministic.
 func (s *Server) signed(ctx context.Context, a *attestRow) ([]byte, *Attestation, error) {
 	p, err := s.process(ctx, a.Process)
 	if err != nil {
@@ -112,6 +119,11 @@ func (s *Server) signed(ctx context.Context, a *attestRow) ([]byte, *Attestation
 		item, err := s.attestationItem(ctx, p, a)
 		if err != nil {
 			return nil, nil, err
+		}
+		if deterministic(s.signer) && !s.cfg.PublishAttestations {
+			// Signing again gives the same item (and id): nothing to store.
+			a.ItemID, a.Item = item.ID(), item.Bytes()
+			return a.Item, s.attestationView(p, a), nil
 		}
 		id, b, err := s.store.setAttestItem(context.WithoutCancel(ctx), a, item.ID(), item.Bytes())
 		if err != nil {

@@ -293,13 +293,30 @@ func (s *Server) watchLedger(every time.Duration) {
 	}
 }
 
-// charge prices an evaluated message for its process's owner, and records
+type payerKey struct{}
+
+// withPayer makes payer pay for the messages evaluated under ctx: a
+// verification pays for the evaluation it causes.
+func withPayer(ctx context.Context, payer string) context.Context {
+	return context.WithValue(ctx, payerKey{}, payer)
+}
+
+// payerOf is who pays for evaluating p's messages under ctx: the process
+// owner, unless the evaluation is a verification's.
+func payerOf(ctx context.Context, p *proc) string {
+	if v, ok := ctx.Value(payerKey{}).(string); ok && v != "" {
+		return v
+	}
+	return p.info.owner
+}
+
+// charge prices an evaluated message for its payer (payerOf), and records
 // the debit until the row is stored.
-func (s *Server) charge(p *proc, ref string, res evalResult, wall time.Duration) *chargeRow {
+func (s *Server) charge(ctx context.Context, p *proc, ref string, res evalResult, wall time.Duration) *chargeRow {
 	if !s.pricing() || s.exempt(p) {
 		return nil
 	}
-	c := &chargeRow{Payer: p.info.owner, Process: p.info.pid, Kind: "message", Ref: ref,
+	c := &chargeRow{Payer: payerOf(ctx, p), Process: p.info.pid, Kind: "message", Ref: ref,
 		Amount: s.cfg.Prices.messageCost(res.fuel), Messages: 1, Fuel: res.fuel, Wall: wall, Memory: p.size}
 	s.debit(c.Payer, c.Amount)
 	return c

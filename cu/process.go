@@ -501,7 +501,7 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 	}
 	if !skip {
 		if s.pricing() && !s.exempt(p) {
-			if err := s.afford(ctx, p.info.owner, s.cfg.Prices.Message); err != nil {
+			if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
 				return err
 			}
 		}
@@ -518,7 +518,7 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 		if row.Attest, err = s.attestFields(p, res, sl.Nonce, sl.AssignmentID, sl.HashChain); err != nil {
 			return err
 		}
-		row.Charge = s.charge(p, "slot:"+itoa(sl.Nonce), res, time.Since(start))
+		row.Charge = s.charge(ctx, p, "slot:"+itoa(sl.Nonce), res, time.Since(start))
 		*batch = append(*batch, row)
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
 	}
@@ -638,7 +638,7 @@ func (s *Server) crons(ctx context.Context, p *proc, upto int64, batch *[]evalRo
 	}
 	fire := func(c cronSpec, ts, height int64) error {
 		if s.pricing() && !s.exempt(p) {
-			if err := s.afford(ctx, p.info.owner, s.cfg.Prices.Message); err != nil {
+			if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
 				return err
 			}
 		}
@@ -652,7 +652,7 @@ func (s *Server) crons(ctx context.Context, p *proc, upto int64, batch *[]evalRo
 		if row.Attest, err = s.attestFields(p, res, p.pos.Nonce, p.pos.Assignment, p.pos.HashChain); err != nil {
 			return err
 		}
-		row.Charge = s.charge(p, fmt.Sprintf("cron:%d:%d:%s", ts, p.pos.Nonce, c.ID), res, time.Since(start))
+		row.Charge = s.charge(ctx, p, fmt.Sprintf("cron:%d:%d:%s", ts, p.pos.Nonce, c.ID), res, time.Since(start))
 		*batch = append(*batch, row)
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = ts, p.pos.Nonce, c.ID
 		return nil

@@ -77,7 +77,8 @@ func (s *Server) Verify(ctx context.Context, req []byte) ([]byte, *Verdict, erro
 			return nil, nil, err
 		}
 	}
-	mine, err := s.ownAttestation(ctx, a)
+	// The messages evaluated to check the slot are the requester's to pay.
+	mine, err := s.ownAttestation(withPayer(ctx, payer), a)
 	if err != nil {
 		return nil, nil, err
 	}
