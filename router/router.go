@@ -118,7 +118,17 @@ func (r *Router) loadPins() error {
 func (r *Router) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"router": true, "timestamp": time.Now().UnixMilli(), "placement": r.p.Table()})
+		// The cheapest healthy CU's prices stand for the router's in the CU
+		// info shape, so tools that read a CU's GET / (the AO-Core
+		// adapter's simple_pay_price) see what a process placed here pays.
+		tb := r.p.Table()
+		out := map[string]any{"router": true, "timestamp": time.Now().UnixMilli(), "placement": tb}
+		if len(tb.CUs) > 0 && tb.CUs[0].Healthy {
+			pr := tb.CUs[0].Prices
+			out["prices"] = pr
+			out["pricing"] = pr.Message != "0" || pr.Gigafuel != "0" || pr.Verification != "0" || pr.DryRun != "0"
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
 		n := r.p.Healthy()

@@ -216,11 +216,13 @@ func TestPinsFile(t *testing.T) {
 		}
 	}
 	var root struct {
-		Placement placement.Table `json:"placement"`
+		Placement placement.Table  `json:"placement"`
+		Prices    placement.Prices `json:"prices"`
+		Pricing   bool             `json:"pricing"`
 	}
 	_, _, body := do(t, "GET", base+"/", "")
 	if err := json.Unmarshal([]byte(body), &root); err != nil || root.Placement.Pins["PINNED"] != dear.srv.URL ||
-		len(root.Placement.CUs) != 2 || root.Placement.CUs[0].URL != cheap.srv.URL {
+		len(root.Placement.CUs) != 2 || root.Placement.CUs[0].URL != cheap.srv.URL || root.Prices.Message != "1" || !root.Pricing {
 		t.Fatalf("GET /: %v %s", err, body)
 	}
 	os.WriteFile(filepath.Join(dir, PinsFile), []byte("{not json"), 0o600)
