@@ -22,6 +22,7 @@ import (
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/arweave"
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/explorer"
 	"github.com/aonode/aonode/hb"
 	"github.com/aonode/aonode/internal/httpx"
 	"github.com/aonode/aonode/mu"
@@ -60,9 +61,13 @@ type Config struct {
 	// StrictScheduler refuses processes naming a scheduler this node does not
 	// serve, rather than scheduling them on its SU (see hb.Locations).
 	StrictScheduler bool
+	// ExplorerPort serves the web explorer (package explorer); 0: not
+	// served (aonode run defaults to 4005).
+	ExplorerPort int
 
 	// CUs is how many Compute Units to run (default 1), on consecutive ports
-	// from CUPort, each with its own wallet (wallets/cu.json, cu-2.json, ...)
+	// from CUPort (skipping the node's other ports, so 4004, 4006, 4007 with
+	// the defaults), each with its own wallet (wallets/cu.json, cu-2.json, ...)
 	// and data (cu, cu-2, ...). With more than one, the MU places each
 	// process on one of them (package placement), and a router (package
 	// router) on RouterPort (default 4010) is the one CU URL for clients.
@@ -98,6 +103,8 @@ type Node struct {
 	SUAddress, CUAddress, MUAddress string
 
 	HBURL string // the AO-Core surface; "" unless Config.HBPort
+	// ExplorerURL is the web explorer; "" unless Config.ExplorerPort.
+	ExplorerURL string
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -183,8 +190,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			routerLn.Close()
 		}
 	}
+	// The other CUs take the next ports after CUPort that no other unit of
+	// this node uses (the explorer's default 4005 sits between).
+	taken := map[int]bool{cfg.GatewayPort: true, cfg.SUPort: true, cfg.CUPort: true, cfg.MUPort: true,
+		cfg.HBPort: true, cfg.ExplorerPort: true, cfg.RouterPort: true}
+	port := cfg.CUPort
 	for i := 1; i < cfg.CUs; i++ {
-		port := cfg.CUPort + i
+		for port++; taken[port]; port++ {
+		}
 		if len(cfg.CUPorts) == cfg.CUs {
 			port = cfg.CUPorts[i]
 		}
@@ -220,6 +233,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		lns = append(lns, ln)
 	}
+	var exLn net.Listener
+	if cfg.ExplorerPort != 0 {
+		ln, err := listen(cfg.Host, cfg.ExplorerPort, "explorer (--explorer-port)")
+		if err != nil {
+			closeExtra()
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		exLn = ln
+	}
+	started := time.Now()
 	runCtx, cancel := context.WithCancel(context.Background())
 	n := &Node{cancel: cancel, errc: make(chan error, 6+cfg.CUs)}
 	n.reqCtx, n.reqCancel = context.WithCancel(context.Background())
@@ -233,6 +259,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 				ln.Close()
 			}
 			closeExtra()
+			if exLn != nil {
+				exLn.Close()
+			}
 			n.Close()
 		}
 	}()
@@ -374,6 +403,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("storing the node address's Scheduler-Location: %w", err)
 		}
 		n.serve(lns[4], n.HB.Handler())
+	}
+	if exLn != nil {
+		ex, err := explorer.New(explorer.Config{GatewayURL: n.GatewayURL, SUURL: n.SUURL, CUURL: n.CUURL, MUURL: n.MUURL,
+			HBURL: n.HBURL, Started: started})
+		if err != nil {
+			return nil, err
+		}
+		n.ExplorerURL = "http://" + hostPort(cfg.Host, exLn)
+		n.serve(exLn, ex.Handler())
 	}
 	ok = true
 	return n, nil

@@ -16,7 +16,8 @@ var runCmd = &command{
 	name:    "run",
 	summary: "run a whole AO network in one process",
 	help: `Starts the gateway and permanent store (port 4000), the Messenger Unit (4002), the
-Scheduler Unit (4003) and the Compute Unit (4004), as the old ao-localnet did (--cus N runs N CUs on 4004, 4005, ...
+Scheduler Unit (4003) and the Compute Unit (4004), as the old ao-localnet did (--cus N runs N CUs on 4004, 4006, 4007, ...,
+the next ports no other unit has,
 behind a router on --router-port, 4010, which clients use as their CU URL), with all data under --data. Unit wallets are created on first start
 and kept. The SU publishes its Scheduler-Location record, so clients find it through the
 gateway. Prints the URLs, the scheduler address and the environment lines for clients.
@@ -29,11 +30,12 @@ acknowledged is lost.`,
 		suPort := fs.Int("su-port", 4003, "Scheduler Unit `PORT`")
 		cuPort := fs.Int("cu-port", 4004, "Compute Unit `PORT`")
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
-		cus := fs.Int("cus", 1, "run `N` Compute Units, on consecutive ports from --cu-port, each with its own wallet; with more than one, the MU places each process on one of them and a router on --router-port is the CU URL for clients")
+		cus := fs.Int("cus", 1, "run `N` Compute Units, on the next ports from --cu-port that no other unit of the node has, each with its own wallet; with more than one, the MU places each process on one of them and a router on --router-port is the CU URL for clients")
 		routerPort := fs.Int("router-port", 4010, "CU router `PORT` (with --cus above 1)")
 		cuPrices := fs.String("cu-prices", "", "per-message `PRICES` of the CUs, comma-separated in --cus order (e.g. 5,1,3; missing or 0: free); needs --ledger")
 		ledger := fs.String("ledger", "", "token process `PID` whose Transfers to a CU's wallet fund balances on the priced CUs")
 		hbPort := fs.Int("hb-port", 8734, "AO-Core (mainnet) surface `PORT` for aos 2.x and aoconnect MODE 'mainnet' (0: off)")
+		explorerPort := fs.Int("explorer-port", 4005, "web explorer `PORT` (0: off)")
 		strictSched := fs.Bool("strict-scheduler", false, "refuse processes naming a scheduler this node does not serve (default: schedule them here, e.g. aos's default mainnet scheduler)")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
 		budget := fs.Int64("memory-budget", 0, "resident memory of the CU's live processes in `BYTES` before it evicts the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
@@ -64,11 +66,15 @@ acknowledged is lost.`,
 				DataDir: *data, Host: *host, GatewayPort: *gwPort, SUPort: *suPort, CUPort: *cuPort, MUPort: *muPort, BlockInterval: *interval,
 				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
-				HBPort: *hbPort, StrictScheduler: *strictSched, CUs: *cus, RouterPort: *routerPort,
-				CUPrices: prices, Ledger: strings.TrimSpace(*ledger),
+				HBPort: *hbPort, StrictScheduler: *strictSched, ExplorerPort: *explorerPort,
+				CUs: *cus, RouterPort: *routerPort, CUPrices: prices, Ledger: strings.TrimSpace(*ledger),
 			})
 			if err != nil {
 				return err
+			}
+			explorerLine := ""
+			if n.ExplorerURL != "" {
+				explorerLine = fmt.Sprintf("  explorer  %s    open in a browser: processes, messages and their flow\n", n.ExplorerURL)
 			}
 			fmt.Fprintf(stdout, `aonode is running (data in %s, ready in %s)
 
@@ -91,7 +97,7 @@ Environment for clients (aoconnect, aonode):
   export SU_URL=%s
 
 Press Ctrl-C to stop.
-`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, cuList(n),
+`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, cuList(n)+explorerLine,
 				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
 			if n.HBURL != "" {
