@@ -190,17 +190,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			routerLn.Close()
 		}
 	}
-	// The other CUs take the next ports after CUPort that no other unit of
-	// this node uses (the explorer's default 4005 sits between).
-	taken := map[int]bool{cfg.GatewayPort: true, cfg.SUPort: true, cfg.CUPort: true, cfg.MUPort: true,
-		cfg.HBPort: true, cfg.ExplorerPort: true, cfg.RouterPort: true}
-	port := cfg.CUPort
+	ports := cuPorts(cfg)
 	for i := 1; i < cfg.CUs; i++ {
-		for port++; taken[port]; port++ {
-		}
-		if len(cfg.CUPorts) == cfg.CUs {
-			port = cfg.CUPorts[i]
-		}
+		port := ports[i]
 		ln, err := listen(cfg.Host, port, fmt.Sprintf("CU %d", i+1))
 		if err != nil {
 			closeExtra()
@@ -483,6 +475,24 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// cuPorts are the CUs' ports: cfg.CUPorts when it names them all, else
+// CUPort and the next ports after it that no other unit of this node uses
+// (the explorer's default 4005 sits between).
+func cuPorts(cfg Config) []int {
+	if len(cfg.CUPorts) == cfg.CUs {
+		return cfg.CUPorts
+	}
+	taken := map[int]bool{cfg.GatewayPort: true, cfg.SUPort: true, cfg.CUPort: true, cfg.MUPort: true,
+		cfg.HBPort: true, cfg.ExplorerPort: true, cfg.RouterPort: true}
+	out := []int{cfg.CUPort}
+	for port := cfg.CUPort; len(out) < cfg.CUs; {
+		for port++; taken[port]; port++ {
+		}
+		out = append(out, port)
+	}
+	return out
 }
 
 func listen(host string, port int, unit string) (net.Listener, error) {

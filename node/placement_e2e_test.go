@@ -358,3 +358,24 @@ func newClientAs(t *testing.T, n *Node, s ans104.Signer) *client.Client {
 	c.Gateway, c.SU, c.CU, c.MU = n.GatewayURL, n.SUURL, n.CUURL, n.MUURL
 	return c
 }
+
+func TestCUPorts(t *testing.T) {
+	def := Config{GatewayPort: 4000, MUPort: 4002, SUPort: 4003, CUPort: 4004, HBPort: 8734, ExplorerPort: 4005, RouterPort: 4010}
+	for _, c := range []struct {
+		name string
+		mod  func(*Config)
+		want []int
+	}{
+		{"one", func(c *Config) { c.CUs = 1 }, []int{4004}},
+		{"skips the explorer", func(c *Config) { c.CUs = 3 }, []int{4004, 4006, 4007}},
+		{"skips the router", func(c *Config) { c.CUs = 3; c.CUPort = 4008 }, []int{4008, 4009, 4011}},
+		{"explorer off", func(c *Config) { c.CUs = 3; c.ExplorerPort = 0 }, []int{4004, 4005, 4006}},
+		{"given", func(c *Config) { c.CUs = 2; c.CUPorts = []int{9, 7} }, []int{9, 7}},
+	} {
+		cfg := def
+		c.mod(&cfg)
+		if got := cuPorts(cfg); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
