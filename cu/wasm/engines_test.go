@@ -1,0 +1,133 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aonode/aonode/internal/interop"
+)
+
+// engineRun is what one engine made of a message sequence: each result
+// (as JSON) and the memory's size and SHA-256 after it.
+type engineRun struct {
+	results []string
+	mems    []string
+}
+
+func runOnEngine(t *testing.T, engine, file, format string, cfg Config, msgs [][]byte) engineRun {
+	t.Helper()
+	m, err := Compile(context.Background(), interop.WaoModule(t, file), Options{
+		Format: format, Extensions: []string{ExtensionWeaveDrive}, Engine: engine,
+		CacheDir: filepath.Join(interop.CacheDir(t), "wazero"),
+	})
+	if err != nil {
+		t.Fatalf("%s: compile %s: %v", engine, file, err)
+	}
+	defer m.Close(context.Background())
+	if m.Engine() != engine {
+		t.Fatalf("compiled with %s, want %s", m.Engine(), engine)
+	}
+	in, err := m.Instantiate(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close(context.Background())
+	env := testEnv(t)
+	var run engineRun
+	for i, msg := range msgs {
+		r, err := in.Handle(context.Background(), msg, env)
+		if err != nil {
+			t.Fatalf("%s: message %d: %v", engine, i, err)
+		}
+		b, _ := json.Marshal(r)
+		img, _ := in.vm.mem.Read(0, in.vm.mem.Size())
+		sum := sha256.Sum256(img)
+		run.results = append(run.results, string(b))
+		run.mems = append(run.mems, hex.EncodeToString(sum[:8])+" "+strconv.Itoa(len(img)))
+	}
+	// And the memory as a checkpoint sees it, after a rebase.
+	snap, err := in.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(snap)
+	run.mems = append(run.mems, "snapshot "+hex.EncodeToString(sum[:]))
+	return run
+}
+
+// TestEnginesAgree runs the differential scripts (aos 2.0.4, the wasm64
+// builds, the -metering formats, the SQLite workload, messages stopped by
+// the fuel limit and by the gas limit) on every engine built into the test
+// binary (wazero, and Wasmtime under -tags wasmtime) and requires identical
+// results and identical memory after every message: CUs on different
+// engines must agree. With one engine it checks nothing and skips.
+func TestEnginesAgree(t *testing.T) {
+	engs := Engines()
+	if len(engs) < 2 {
+		t.Skipf("only %v built in (go test -tags wasmtime runs this)", engs)
+	}
+	runaway := func(t *testing.T) [][]byte {
+		s := diffScript(t)
+		msgs := s.msgs[:12]
+		s2 := &script{t: t, nonce: s.nonce}
+		msgs = append(msgs, s2.eval(`X = 2; local i = 0; while true do i = i + 1 end`), s2.eval(`return X`))
+		return msgs
+	}
+	cases := []struct {
+		name, file, format string
+		cfg                Config
+		msgs               func(t *testing.T) [][]byte
+	}{
+		{"aos2.0.4", aosFile, FormatEmscripten4, Config{}, func(t *testing.T) [][]byte { return diffScript(t).msgs }},
+		{"wasm64-aos2.0.6", "aos2_0_6.wasm", FormatWasm64, Config{}, func(t *testing.T) [][]byte { return diffScript(t).msgs }},
+		{"wasm64-aos2.0.1", "aos2_0_1.wasm", FormatWasm64, Config{}, func(t *testing.T) [][]byte { return diffScript(t).msgs[:meteredScriptLen] }},
+		{"metering-wasm32", aosFile, FormatEmscriptenMetering, Config{}, func(t *testing.T) [][]byte { return diffScript(t).msgs[:meteredScriptLen] }},
+		{"metering-wasm64", "aos2_0_6.wasm", FormatWasm64Metering, Config{}, func(t *testing.T) [][]byte { return diffScript(t).msgs[:meteredScriptLen] }},
+		{"out-of-gas", aosFile, FormatEmscriptenMetering, Config{ComputeLimit: outOfGasLimit}, func(t *testing.T) [][]byte { return outOfGasScript(t).msgs }},
+		{"sqlite", "sqlite.wasm", FormatWasm64, Config{}, func(t *testing.T) [][]byte { return sqliteScript(t).msgs }},
+		{"fuel-limit", aosFile, FormatEmscripten4, Config{FuelLimit: 20_000_000_000}, runaway},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msgs := c.msgs(t)
+			runs := map[string]engineRun{}
+			for _, e := range engs {
+				runs[e] = runOnEngine(t, e, c.file, c.format, c.cfg, msgs)
+			}
+			ref := runs[engs[0]]
+			for _, e := range engs[1:] {
+				got := runs[e]
+				for i := range msgs {
+					if got.results[i] != ref.results[i] {
+						t.Errorf("message %d (%.50s): %s gives\n%s\n%s gives\n%s", i, msgs[i], e, got.results[i], engs[0], ref.results[i])
+					}
+				}
+				for i := range ref.mems {
+					if got.mems[i] != ref.mems[i] {
+						t.Errorf("memory after message %d: %s %s, %s %s", i, e, got.mems[i], engs[0], ref.mems[i])
+					}
+				}
+			}
+			failed := 0
+			for _, r := range ref.results {
+				if strings.Contains(r, `"Error"`) {
+					failed++
+				}
+			}
+			if c.name == "fuel-limit" && !strings.Contains(ref.results[len(msgs)-2], ErrFuelExhausted.Error()) {
+				t.Errorf("the runaway message was not stopped by the fuel limit: %s", ref.results[len(msgs)-2])
+			}
+			if c.name == "out-of-gas" && !bytes.Contains([]byte(ref.results[2]), []byte("out of gas!")) {
+				t.Errorf("message 2 did not run out of gas: %s", ref.results[2])
+			}
+			t.Logf("%d messages (%d failed, rolled back) on %v: identical results and memory", len(msgs), failed, engs)
+		})
+	}
+}
