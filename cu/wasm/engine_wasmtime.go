@@ -270,6 +270,11 @@ type wasmtimeModule struct {
 	exports map[string]funcType
 	memory  map[string]memType
 	impls   []hostFunc
+
+	// live are the instances not yet closed: close releases them, as
+	// wazero's Runtime.Close does (Module.Close waits for their calls).
+	liveMu sync.Mutex
+	live   map[*wasmtimeInstance]struct{}
 }
 
 func (e *wasmtimeEngine) compile(ctx context.Context, bin []byte, cacheDir string) (compiledModule, error) {
@@ -277,7 +282,8 @@ func (e *wasmtimeEngine) compile(ctx context.Context, bin []byte, cacheDir strin
 	if err != nil {
 		return nil, &UnsupportedError{Kind: "binary", Reason: err.Error()}
 	}
-	m := &wasmtimeModule{e: e, exports: map[string]funcType{}, memory: map[string]memType{}}
+	m := &wasmtimeModule{e: e, exports: map[string]funcType{}, memory: map[string]memType{},
+		live: map[*wasmtimeInstance]struct{}{}}
 	if err := m.describe(wm); err != nil {
 		return nil, &UnsupportedError{Kind: "binary", Reason: err.Error()}
 	}
@@ -394,7 +400,14 @@ func (m *wasmtimeModule) link(_ context.Context, impls []hostFunc) error {
 	return nil
 }
 
-func (m *wasmtimeModule) close(context.Context) error {
+func (m *wasmtimeModule) close(ctx context.Context) error {
+	m.liveMu.Lock()
+	live := m.live
+	m.live = map[*wasmtimeInstance]struct{}{}
+	m.liveMu.Unlock()
+	for in := range live {
+		in.close(ctx)
+	}
 	if m.linker != nil {
 		C.wasmtime_linker_delete(m.linker)
 		m.linker = nil
@@ -435,6 +448,9 @@ func (m *wasmtimeModule) instantiate(ctx context.Context, v *vm) (instance, erro
 	in.handle = cgo.NewHandle(in)
 	in.store = C.aon_store_new(m.e.engine(), C.uintptr_t(in.handle))
 	in.cx = C.wasmtime_store_context(in.store)
+	m.liveMu.Lock()
+	m.live[in] = struct{}{}
+	m.liveMu.Unlock()
 	C.wasmtime_store_limiter(in.store, C.int64_t(uint64(v.limitPages)*65536), -1, -1, -1, -1)
 	var trap *C.wasm_trap_t
 	in.depth++
@@ -574,10 +590,14 @@ func (in *wasmtimeInstance) tableFunc(idx uint32, params, results []api.ValueTyp
 }
 
 func (in *wasmtimeInstance) close(context.Context) error {
+	in.m.liveMu.Lock()
 	if in.closed {
+		in.m.liveMu.Unlock()
 		return nil
 	}
 	in.closed = true
+	delete(in.m.live, in)
+	in.m.liveMu.Unlock()
 	C.wasmtime_store_delete(in.store)
 	in.handle.Delete()
 	return nil

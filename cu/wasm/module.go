@@ -1,8 +1,10 @@
 // Package wasm runs AO process modules (emscripten-built Lua/aos WASM) for the
-// Compute Unit on wazero, reproducing what the reference JavaScript host
+// Compute Unit, reproducing what the reference JavaScript host
 // (@permaweb/ao-loader 0.0.49) does: the emscripten ABI imports, the
 // handle(msg, env) protocol, memory growth policy and memory-image
-// checkpoints (docs: shared/spec/runtime.md).
+// checkpoints (docs: shared/spec/runtime.md). The code runs on wazero (pure
+// Go) or, in a binary built with -tags wasmtime, on Wasmtime (engine.go);
+// both give the same results and memory.
 //
 // The host is sealed: process code cannot run commands, open host files or
 // observe host time; everything it sees comes from the message, the env and
