@@ -59,12 +59,14 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 		cfg.Engines = wasm.Engines()
 	}
 	type engineRows struct {
-		name     string
-		mods     [2]*wasm.Module // fuel checks on, off
-		warm     [2]samples
-		replay   samples
-		forks    samples
-		restores []restoreTimes
+		name      string
+		mods      [2]*wasm.Module // fuel checks on, off
+		warm      [2]samples
+		warmCPU   [2]samples // messages per CPU-second of the process
+		replay    samples
+		replayCPU samples
+		forks     samples
+		restores  []restoreTimes
 	}
 	rows := make([]*engineRows, len(cfg.Engines))
 	for j, e := range cfg.Engines {
@@ -95,24 +97,26 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 				if err != nil {
 					return err
 				}
-				replayStart := time.Now()
+				replayStart, replayCPU := time.Now(), processCPU()
 				for _, msg := range msgs[:2] { // boot, then the Ping handler
 					if _, err := handleOK(hctx, in, msg); err != nil {
 						return err
 					}
 				}
-				start := time.Now()
+				start, startCPU := time.Now(), processCPU()
 				for _, msg := range msgs[2:] {
 					if _, err := handleOK(hctx, in, msg); err != nil {
 						return err
 					}
 				}
 				er.warm[i] = append(er.warm[i], float64(cfg.Messages)/time.Since(start).Seconds())
+				er.warmCPU[i] = er.warmCPU[i].add(float64(cfg.Messages), processCPU()-startCPU)
 				if i == 1 {
 					in.Close(ctx)
 					continue
 				}
 				er.replay = append(er.replay, float64(len(msgs))/time.Since(replayStart).Seconds())
+				er.replayCPU = er.replayCPU.add(float64(len(msgs)), processCPU()-replayCPU)
 				// A dry-run evaluates on a fork of the live memory.
 				dryRuns := min(10, cfg.Messages)
 				start = time.Now()
@@ -148,9 +152,9 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	for _, er := range rows {
 		a := "aonode (" + er.name + ")"
-		row(a+", live instance, fuel limit and turns (as the CU runs)", er.warm[0].rate())
-		row(a+", live instance, no fuel checks", er.warm[1].rate())
-		row(a+", full replay from boot", er.replay.rate()+fmt.Sprintf(" (%d messages)", len(msgs)))
+		row(a+", live instance, fuel limit and turns (as the CU runs)", er.warm[0].rate()+er.warmCPU[0].perCPU())
+		row(a+", live instance, no fuel checks", er.warm[1].rate()+er.warmCPU[1].perCPU())
+		row(a+", full replay from boot", er.replay.rate()+er.replayCPU.perCPU()+fmt.Sprintf(" (%d messages)", len(msgs)))
 		row(a+", dry-runs (fork of the live memory, one Ping each)", er.forks.rate())
 		restores := er.restores
 		slices.SortFunc(restores, func(a, b restoreTimes) int { return cmp.Compare(a.total(), b.total()) })
@@ -166,21 +170,28 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 		{"bench", "node ao-loader, live instance"},
 	}
 	node := make([]samples, len(modes))
-	var nodeReplay samples // of the live instance
+	nodeCPU := make([]samples, len(modes))
+	var nodeReplay, nodeReplayCPU samples // of the live instance
 	errs := make([]error, len(modes))
 	for range cfg.Rounds {
 		for i, mode := range modes {
 			if errs[i] != nil {
 				continue
 			}
-			v, replay, err := nodeBench(ctx, cfg, mode.arg)
+			r, err := nodeBench(ctx, cfg, mode.arg)
 			if err != nil {
 				errs[i] = err
 				continue
 			}
-			node[i] = append(node[i], v)
-			if mode.arg == "bench" && replay > 0 {
-				nodeReplay = append(nodeReplay, replay)
+			node[i] = append(node[i], r.PerSecond)
+			if r.CPUPerSecond > 0 {
+				nodeCPU[i] = append(nodeCPU[i], r.CPUPerSecond)
+			}
+			if mode.arg == "bench" && r.ReplayPerSecond > 0 {
+				nodeReplay = append(nodeReplay, r.ReplayPerSecond)
+				if r.ReplayCPUPerSecond > 0 {
+					nodeReplayCPU = append(nodeReplayCPU, r.ReplayCPUPerSecond)
+				}
 			}
 		}
 	}
@@ -189,16 +200,40 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 			row(mode.name, "not measured: "+errs[i].Error())
 			continue
 		}
-		row(mode.name, node[i].rate())
+		row(mode.name, node[i].rate()+nodeCPU[i].perCPU())
 	}
 	if len(nodeReplay) > 0 {
-		row("node ao-loader, live instance, full replay from boot", nodeReplay.rate()+fmt.Sprintf(" (%d messages)", len(msgs)))
+		row("node ao-loader, live instance, full replay from boot", nodeReplay.rate()+nodeReplayCPU.perCPU()+fmt.Sprintf(" (%d messages)", len(msgs)))
 	}
 	return tw.Flush()
 }
 
 // samples are one row's measurements in messages per second.
 type samples []float64
+
+// add appends the rate of n messages in cpu of process CPU time (nothing
+// where CPU time is not known).
+func (s samples) add(n float64, cpu time.Duration) samples {
+	if cpu <= 0 {
+		return s
+	}
+	return append(s, n/cpu.Seconds())
+}
+
+// perCPU formats messages per CPU-second of the process (all its threads,
+// the garbage collector's included): on a machine shared with other work,
+// what the wall-clock rate would be on an idle core, and much steadier.
+func (s samples) perCPU() string {
+	if len(s) == 0 {
+		return ""
+	}
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if len(s) == 1 {
+		return fmt.Sprintf("; %.0f per CPU-second", s[0])
+	}
+	return fmt.Sprintf("; %.0f per CPU-second (%.0f–%.0f)", s[len(s)/2], s[0], s[len(s)-1])
+}
 
 // rate formats the median and, with more than one sample, the range.
 func (s samples) rate() string {
@@ -305,18 +340,27 @@ func benchMessages(n int) [][2][]byte {
 	return out
 }
 
-// nodeBench runs interop/loader.js and returns its Pings per second and,
-// when it reports it, the messages per second of boot and Pings together.
-func nodeBench(ctx context.Context, cfg BenchConfig, mode string) (float64, float64, error) {
+// nodeResult is what interop/loader.js reports of one bench run: Pings per
+// second of wall-clock and of the node process's CPU time, and the same for
+// boot and Pings together (the live instance's full replay).
+type nodeResult struct {
+	PerSecond          float64 `json:"perSecond"`
+	CPUPerSecond       float64 `json:"cpuPerSecond"`
+	ReplayPerSecond    float64 `json:"replayPerSecond"`
+	ReplayCPUPerSecond float64 `json:"replayCpuPerSecond"`
+}
+
+// nodeBench runs interop/loader.js in a bench mode.
+func nodeBench(ctx context.Context, cfg BenchConfig, mode string) (nodeResult, error) {
 	if _, err := exec.LookPath("node"); err != nil {
-		return 0, 0, errors.New("node is not installed")
+		return nodeResult{}, errors.New("node is not installed")
 	}
 	if _, err := os.Stat(filepath.Join(cfg.NodeDir, "node_modules", "@permaweb", "ao-loader")); err != nil {
-		return 0, 0, fmt.Errorf("@permaweb/ao-loader is not installed in %s (npm ci there)", cfg.NodeDir)
+		return nodeResult{}, fmt.Errorf("@permaweb/ao-loader is not installed in %s (npm ci there)", cfg.NodeDir)
 	}
 	path, err := filepath.Abs(cfg.WasmPath)
 	if err != nil {
-		return 0, 0, err
+		return nodeResult{}, err
 	}
 	script := "loader.js"
 	if strings.HasPrefix(cfg.Format, "wasm64") {
@@ -327,18 +371,15 @@ func nodeBench(ctx context.Context, cfg BenchConfig, mode string) (float64, floa
 	cmd.Env = append(os.Environ(), "TZ=UTC")
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, fmt.Errorf("node %s: %w", script, err)
+		return nodeResult{}, fmt.Errorf("node %s: %w", script, err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if rest, ok := strings.CutPrefix(line, "@@ao "); ok {
-			var r struct {
-				PerSecond       float64 `json:"perSecond"`
-				ReplayPerSecond float64 `json:"replayPerSecond"`
-			}
+			var r nodeResult
 			if json.Unmarshal([]byte(rest), &r) == nil && r.PerSecond > 0 {
-				return r.PerSecond, r.ReplayPerSecond, nil
+				return r, nil
 			}
 		}
 	}
-	return 0, 0, errors.New("no result from node")
+	return nodeResult{}, errors.New("no result from node")
 }
