@@ -3,8 +3,11 @@ package cu
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/aonode/aonode/ans104"
 )
 
 // BenchmarkCU prints full replay rate, warm messages/s through the CU core
@@ -53,5 +56,63 @@ func BenchmarkCU(b *testing.B) {
 		b.ReportMetric(float64(time.Since(start).Milliseconds()), "restore-ms")
 		b.ReportMetric(float64(p.inst.MemorySize())/(1<<20), "memory-MiB")
 		p.mu.Unlock()
+	}
+}
+
+// BenchmarkAttestations prints warm messages/s through the CU core with
+// attestations on (result and memory digests kept per message, the item
+// signed when asked for) and off, in one run, the two taking turns, for aos
+// 2.0.4 on loopback. The "signed" row also signs every attestation (what
+// PublishAttestations and a client reading every ao-attestation header
+// cost), with an Ed25519 CU wallet.
+//
+//	go test ./cu -run '^$' -bench Attestations -benchtime 5x
+func BenchmarkAttestations(b *testing.B) {
+	n := newNetwork(b)
+	pid := n.spawn()
+	ctx := context.Background()
+	const N = 200
+	cus := []struct {
+		name string
+		cfg  Config
+		sign bool
+	}{
+		{"off", Config{NoAttestations: true}, false},
+		{"on", Config{Signer: cuKey("bench")}, false},
+		{"signed", Config{Signer: cuKey("bench")}, true},
+	}
+	servers := make([]*Server, len(cus))
+	for i, c := range cus {
+		c.cfg.CheckpointEvery = -1
+		servers[i], _ = n.newCU(c.cfg, false)
+	}
+	rates := make([][]float64, len(cus))
+	for range b.N {
+		var msgs []string
+		for i := range N {
+			msgs = append(msgs, n.send(pid, fmt.Sprint(i), ans104.Tag{Name: "Action", Value: "Ping"}))
+		}
+		for i, c := range cus {
+			s := servers[i]
+			if _, err := s.Result(ctx, pid, pid); err != nil { // warm: up to the process
+				b.Fatal(err)
+			}
+			start := time.Now()
+			for _, m := range msgs {
+				if _, err := s.Result(ctx, pid, m); err != nil {
+					b.Fatal(err)
+				}
+				if c.sign {
+					if _, _, err := s.Attest(ctx, pid, m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			rates[i] = append(rates[i], float64(N)/time.Since(start).Seconds())
+		}
+	}
+	for i, c := range cus {
+		slices.Sort(rates[i])
+		b.ReportMetric(rates[i][len(rates[i])/2], "msgs/s-"+c.name)
 	}
 }

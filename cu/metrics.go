@@ -3,6 +3,7 @@ package cu
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,8 +12,9 @@ import (
 // metrics are the CU's counters in the Prometheus text format, kept by hand
 // (no metrics library), as the SU does.
 type metrics struct {
-	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns                    atomic.Int64
-	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited, pastReplays, fuelExhausted atomic.Int64
+	requests, restores, coldStarts, checkpoints, published, evictions, timeouts, dryRuns                     atomic.Int64
+	arweaveRestores, arweaveRejected, publishSkipped, dryRunHits, dryRunLimited, pastReplays, fuelExhausted  atomic.Int64
+	attestationsSigned, attestationsPublished, verifyAgree, verifyDisagree, refusedUnpaid, charged, credited atomic.Int64
 
 	mu       sync.Mutex
 	messages int64
@@ -87,9 +89,21 @@ func (s *Server) writeMetrics(w io.Writer) {
 		{"ao_cu_past_replays_total", "Results of past messages recomputed on a throwaway instance (the live state was restored past them).", "counter", m.pastReplays.Load()},
 		{"ao_cu_cold_starts_total", "Instances started from scratch (full replay).", "counter", m.coldStarts.Load()},
 		{"ao_cu_evictions_total", "Instances evicted to keep the memory budget.", "counter", m.evictions.Load()},
+		{"ao_cu_attestations_signed_total", "Attestation items signed.", "counter", m.attestationsSigned.Load()},
+		{"ao_cu_attestations_published_total", "Attestation items uploaded to the gateway.", "counter", m.attestationsPublished.Load()},
+		{"ao_cu_verifications_total{verdict=\"agree\"}", "Verifications of other CUs' attestations, by verdict.", "counter", m.verifyAgree.Load()},
+		{"ao_cu_verifications_total{verdict=\"disagree\"}", "", "", m.verifyDisagree.Load()},
+		{"ao_cu_refused_unpaid_total", "Requests refused with 402 for an insufficient balance.", "counter", m.refusedUnpaid.Load()},
+		{"ao_cu_charged_total", "Token units charged for work.", "counter", m.charged.Load()},
+		{"ao_cu_credited_total", "Token units credited from ledger payments.", "counter", m.credited.Load()},
 		{"ao_cu_live_instances", "Live process instances.", "gauge", live},
 		{"ao_cu_live_memory_bytes", "Resident memory of live instances (linear memory and rollback base), as the budget counts it.", "gauge", mem},
 	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", c.name, c.help, c.name, c.kind, c.name, c.v)
+		if c.help == "" { // another series of the metric above
+			fmt.Fprintf(w, "%s %v\n", c.name, c.v)
+			continue
+		}
+		name, _, _ := strings.Cut(c.name, "{")
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, c.help, name, c.kind, c.name, c.v)
 	}
 }

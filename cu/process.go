@@ -102,6 +102,7 @@ type proc struct {
 	syncedAt   time.Time      // when an evaluation to the SU's latest message last began
 	arweaveAsk bool           // Arweave checkpoints were already considered for this proc
 	failed     map[int64]bool // nonces whose stored result is a failure (read when an instance starts)
+	digest     memDigest      // Memory-SHA-256 of inst, kept incrementally (attestations)
 }
 
 // process returns the proc for pid, loading its metadata on first use.
@@ -352,6 +353,13 @@ func (s *Server) evaluate(ctx context.Context, p *proc, opts evalOptions) error 
 	var batch []evalRow
 	flush := func() error {
 		err := s.store.putEvals(context.WithoutCancel(ctx), batch)
+		s.settled(batch)
+		if err == nil && s.cfg.PublishAttestations && len(batch) > 0 {
+			select {
+			case s.attestQ <- struct{}{}:
+			default:
+			}
+		}
 		batch = batch[:0]
 		return err
 	}
@@ -492,12 +500,26 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
 	}
 	if !skip {
+		if s.pricing() && !s.exempt(p) {
+			if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
 		res, err := s.handle(ctx, p, doc)
 		if err != nil {
 			return err
 		}
-		*batch = append(*batch, evalRow{Process: p.info.pid, Timestamp: sl.Timestamp, Ordinate: sl.Nonce, MessageID: sl.MessageID,
-			Nonce: sl.Nonce, Height: sl.Height, IsError: res.isError, Result: res.json})
+		if s.cfg.fault != nil {
+			res.json = s.cfg.fault(p.info.pid, sl.Nonce, res.json)
+		}
+		row := evalRow{Process: p.info.pid, Timestamp: sl.Timestamp, Ordinate: sl.Nonce, MessageID: sl.MessageID,
+			Nonce: sl.Nonce, Height: sl.Height, IsError: res.isError, Result: res.json}
+		if row.Attest, err = s.attestFields(p, res, sl.Nonce, sl.AssignmentID, sl.HashChain); err != nil {
+			return err
+		}
+		row.Charge = s.charge(ctx, p, "slot:"+itoa(sl.Nonce), res, time.Since(start))
+		*batch = append(*batch, row)
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
 	}
 	p.pos.SUCursor = sl.Cursor
@@ -615,12 +637,23 @@ func (s *Server) crons(ctx context.Context, p *proc, upto int64, batch *[]evalRo
 		blocks = bs
 	}
 	fire := func(c cronSpec, ts, height int64) error {
+		if s.pricing() && !s.exempt(p) {
+			if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
 		res, err := s.handle(ctx, p, cronDoc(p.info.pid, p.info.owner, c.Tags, ts, height))
 		if err != nil {
 			return err
 		}
-		*batch = append(*batch, evalRow{Process: p.info.pid, Timestamp: ts, Ordinate: p.pos.Nonce, Cron: c.ID, Nonce: -1,
-			Height: height, IsError: res.isError, Result: res.json})
+		row := evalRow{Process: p.info.pid, Timestamp: ts, Ordinate: p.pos.Nonce, Cron: c.ID, Nonce: -1,
+			Height: height, IsError: res.isError, Result: res.json}
+		if row.Attest, err = s.attestFields(p, res, p.pos.Nonce, p.pos.Assignment, p.pos.HashChain); err != nil {
+			return err
+		}
+		row.Charge = s.charge(ctx, p, fmt.Sprintf("cron:%d:%d:%s", ts, p.pos.Nonce, c.ID), res, time.Since(start))
+		*batch = append(*batch, row)
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = ts, p.pos.Nonce, c.ID
 		return nil
 	}
@@ -665,8 +698,9 @@ func floorDiv(a, b int64) int64 {
 
 // evalResult is one stored evaluation.
 type evalResult struct {
-	json    []byte
-	isError bool
+	json      []byte
+	isError   bool
+	fuel, gas uint64
 }
 
 // handle runs one message with the per-message deadline and maps the result
@@ -771,7 +805,7 @@ func mapResult(r *wasm.Result) evalResult {
 		out = append(out, kv{"Error", r.Error})
 	}
 	b, _ := jsonText(out)
-	return evalResult{json: b, isError: r.Failed()}
+	return evalResult{json: b, isError: r.Failed(), fuel: r.Fuel, gas: r.GasUsed}
 }
 
 // outputIsOOM is the reference CU's check for the buffer allocation error of

@@ -115,6 +115,34 @@ type Config struct {
 	// Engine is the wasm engine processes run on (wasm.Options.Engine; ""
 	// is wasm.DefaultEngine). Every engine gives the same results.
 	Engine string
+
+	// NoAttestations turns off the signed attestation of each result (on by
+	// default: the CU then keeps, for every evaluated message, the digests
+	// of its result and of the memory after it, and signs an Attestation
+	// item from them when first asked; see attest.go).
+	NoAttestations bool
+	// PublishAttestations signs every attestation as its message is
+	// evaluated and uploads it to the gateway, where anyone finds it by
+	// GraphQL (Type: Attestation).
+	PublishAttestations bool
+	// Prices, when any is set, meters work against balances funded on the
+	// Ledger process (which must then be set); zero is free.
+	Prices Prices
+	// Ledger is the token process whose Transfers to the CU's wallet fund
+	// balances (the aos token blueprint's Credit-Notice); the CU evaluates
+	// it itself, every LedgerInterval (default 2 s) and before a refusal.
+	Ledger         string
+	LedgerInterval time.Duration
+	// PublicURL is the URL clients reach this CU at, named in its price
+	// record; PublishPrices uploads that record (Type: Compute-Price) at
+	// start.
+	PublicURL     string
+	PublishPrices bool
+	// PriceTTL is the Time-To-Live of the price record (default 24 h).
+	PriceTTL time.Duration
+	// fault, for tests only, changes a result before it is stored and
+	// attested: a dishonest CU.
+	fault  func(pid string, nonce int64, result []byte) []byte
 	Logger *slog.Logger
 }
 
@@ -142,6 +170,9 @@ type Server struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	bg          sync.WaitGroup
+
+	mkt     market
+	attestQ chan struct{} // wakes the attestation publisher
 
 	mu      sync.Mutex
 	procs   map[string]*proc
@@ -201,6 +232,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Address == "" && cfg.Signer != nil {
 		if a, ok := cfg.Signer.(interface{ Address() string }); ok {
 			cfg.Address = a.Address()
+		} else {
+			cfg.Address = ans104.Address(cfg.Signer.Owner())
 		}
 	}
 	if cfg.CheckpointOwners == nil && cfg.Address != "" {
@@ -214,6 +247,27 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.DryRunRateWindow <= 0 {
 		cfg.DryRunRateWindow = time.Minute
+	}
+	if cfg.Prices.On() && cfg.Ledger == "" {
+		return nil, errors.New("cu: prices need a ledger process to fund balances (Config.Ledger, --ledger PID)")
+	}
+	if cfg.Prices.Message < 0 || cfg.Prices.Gigafuel < 0 || cfg.Prices.Verification < 0 || cfg.Prices.DryRun < 0 {
+		return nil, errors.New("cu: prices cannot be negative")
+	}
+	if cfg.Ledger != "" && !isID(cfg.Ledger) {
+		return nil, fmt.Errorf("cu: ledger %q is not a process id (43 base64url characters)", cfg.Ledger)
+	}
+	if cfg.LedgerInterval <= 0 {
+		cfg.LedgerInterval = 2 * time.Second
+	}
+	if cfg.PriceTTL <= 0 {
+		cfg.PriceTTL = 24 * time.Hour
+	}
+	if cfg.PublishAttestations && cfg.NoAttestations {
+		return nil, errors.New("cu: attestations cannot be published when they are off")
+	}
+	if (cfg.PublishAttestations || cfg.PublishPrices || cfg.Prices.On()) && cfg.Signer == nil {
+		return nil, errors.New("cu: attestations, prices and payments need the CU wallet (Config.Signer)")
 	}
 	st, err := openStore(ctx, cfg.DataDir)
 	if err != nil {
@@ -231,6 +285,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		stateCopies: newPool(2, 8), metrics: newMetrics(),
 		procs: map[string]*proc{}, modules: map[string]*modEntry{},
 		dry: dryCache{ttl: cfg.DryRunCacheTTL}, limiter: &ipLimiter{n: cfg.DryRunRateLimit, win: cfg.DryRunRateWindow},
+		mkt:     market{stored: map[string]int64{}, pending: map[string]int64{}},
+		attestQ: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.refreshStop, s.refreshDone = make(chan struct{}), make(chan struct{})
@@ -247,6 +303,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			}
 		}
 	}()
+	if cfg.Ledger != "" {
+		s.bg.Add(1)
+		go s.watchLedger(cfg.LedgerInterval)
+	}
+	if cfg.PublishAttestations {
+		s.bg.Add(1)
+		go s.publishAttestations()
+	}
+	if cfg.PublishPrices {
+		if err := s.publishPrices(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -738,7 +808,80 @@ func (s *Server) StateAt(ctx context.Context, pid string, to int64) ([]byte, Sta
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, obj{{"address", s.cfg.Address}, {"timestamp", time.Now().UnixMilli()}})
+		writeJSON(w, http.StatusOK, obj{{"address", s.cfg.Address}, {"timestamp", time.Now().UnixMilli()},
+			{"pricing", s.pricing()}, {"prices", s.priceInfo()}, {"attestations", !s.cfg.NoAttestations}})
+	})
+	mux.HandleFunc("GET /attestation/{message}", func(w http.ResponseWriter, r *http.Request) {
+		pid := r.URL.Query().Get("process-id")
+		if pid == "" {
+			writeError(w, http.StatusBadRequest, "process-id query parameter is required")
+			return
+		}
+		item, view, err := s.Attest(r.Context(), pid, r.PathValue("message"))
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		w.Header().Set("ao-attestation", view.ID)
+		if wantsJSON(r) {
+			writeJSON(w, http.StatusOK, view)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(item)
+	})
+	mux.HandleFunc("POST /verify", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxVerifyBody))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("The verification request is larger than %d bytes", maxVerifyBody))
+			return
+		}
+		item, v, err := s.Verify(r.Context(), body)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		w.Header().Set("ao-verdict", v.ID)
+		if wantsJSON(r) {
+			writeJSON(w, http.StatusOK, v)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(item)
+	})
+	mux.HandleFunc("GET /quote", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		pid := q.Get("process-id")
+		kind := q.Get("kind")
+		if pid == "" && kind != "verify" {
+			writeError(w, http.StatusBadRequest, "process-id query parameter is required (kind=result or dry-run)")
+			return
+		}
+		if pid != "" && !isID(pid) {
+			writeError(w, http.StatusBadRequest, "process-id is not a process id")
+			return
+		}
+		qt, err := s.Quote(r.Context(), kind, pid, q.Get("message"), q.Get("payer"))
+		s.replyJSON(w, qt, err)
+	})
+	mux.HandleFunc("GET /usage/{process}", func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.store.usage(r.Context(), r.PathValue("process"))
+		s.replyJSON(w, obj{{"process", r.PathValue("process")}, {"usage", u}}, err)
+	})
+	mux.HandleFunc("GET /balance/{address}", func(w http.ResponseWriter, r *http.Request) {
+		addr := r.PathValue("address")
+		if !isID(addr) {
+			writeError(w, http.StatusBadRequest, "The address must be a wallet address (43 base64url characters)")
+			return
+		}
+		if r.URL.Query().Get("sync") != "" {
+			if err := s.syncLedger(r.Context()); err != nil {
+				s.fail(w, err)
+				return
+			}
+		}
+		b, err := s.Balance(r.Context(), addr)
+		s.replyJSON(w, obj{{"address", addr}, {"balance", strconv.FormatInt(b, 10)}, {"token", s.cfg.Ledger}}, err)
 	})
 	mux.HandleFunc("GET /result/{message}", func(w http.ResponseWriter, r *http.Request) {
 		pid := r.URL.Query().Get("process-id")
@@ -747,6 +890,11 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		b, err := s.Result(r.Context(), pid, r.PathValue("message"))
+		if err == nil {
+			if id := s.attestationID(r.Context(), pid, r.PathValue("message")); id != "" {
+				w.Header().Set("ao-attestation", id)
+			}
+		}
 		s.reply(w, b, err)
 	})
 	mux.HandleFunc("GET /results/{process}", func(w http.ResponseWriter, r *http.Request) {
@@ -787,8 +935,13 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
 			return
 		}
+		pay, err := s.dryRunPayer(r.Context(), pid)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
 		if b, ok := s.dryRunCached(pid, body, o); ok {
-			s.reply(w, b, nil)
+			s.reply(w, b, pay(r.Context()))
 			return
 		}
 		if !s.limiter.allow(r) {
@@ -797,6 +950,9 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		b, err := s.DryRun(r.Context(), pid, body, o)
+		if err == nil {
+			err = pay(r.Context())
+		}
 		s.reply(w, b, err)
 	})
 	mux.HandleFunc("GET /state/{process}", func(w http.ResponseWriter, r *http.Request) {
@@ -907,7 +1063,10 @@ func (s *Server) replyJSON(w http.ResponseWriter, v any, err error) {
 
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	var he *HTTPError
+	var pe *PaymentError
 	switch {
+	case errors.As(err, &pe):
+		writePaymentError(w, pe)
 	case errors.As(err, &he):
 		writeError(w, he.Code, he.Msg)
 	case errors.Is(err, ErrNotFound):

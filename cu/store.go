@@ -29,7 +29,9 @@ type evalRow struct {
 	Nonce     int64  // -1 for cron
 	Height    int64
 	IsError   bool
-	Result    []byte // /result JSON
+	Result    []byte     // /result JSON
+	Attest    *attestRow // nil: no attestation (attestations off)
+	Charge    *chargeRow // nil: free
 }
 
 func openStore(ctx context.Context, dir string) (*store, error) {
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE INDEX IF NOT EXISTS evaluations_message ON evaluations (process, message_id);
 CREATE INDEX IF NOT EXISTS evaluations_failed ON evaluations (process) WHERE is_error=1;
 CREATE TABLE IF NOT EXISTS checkpoints (
-	process TEXT PRIMARY KEY, sha256 TEXT NOT NULL, state BLOB NOT NULL);`
+	process TEXT PRIMARY KEY, sha256 TEXT NOT NULL, state BLOB NOT NULL);` + marketSchema
 	d, err := sqlite.Open(ctx, filepath.Join(dir, "cu.db"), schema, 8)
 	if err != nil {
 		return nil, fmt.Errorf("cu: store: %w", err)
@@ -73,6 +75,18 @@ func (s *store) putEvals(ctx context.Context, rows []evalRow) error {
 		if _, err := st.ExecContext(ctx, e.Process, e.Timestamp, e.Ordinate, e.Cron, e.MessageID, e.Nonce, e.Height, e.IsError, e.Result); err != nil {
 			return fmt.Errorf("cu: store results: %w", err)
 		}
+	}
+	if err := s.putAttests(ctx, tx, rows); err != nil {
+		return fmt.Errorf("cu: store attestations: %w", err)
+	}
+	var charges []chargeRow
+	for _, e := range rows {
+		if e.Charge != nil {
+			charges = append(charges, *e.Charge)
+		}
+	}
+	if err := s.putCharges(ctx, tx, charges); err != nil {
+		return fmt.Errorf("cu: store charges: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cu: store results: %w", err)

@@ -73,6 +73,9 @@ func New(cfg Config) (*Adapter, error) {
 type Error struct {
 	Status int
 	Msg    string
+	// Price and Balance are set on a 402 (HyperBEAM p4's refusal): what the
+	// work costs and what the payer has, in the CU's token.
+	Price, Balance string
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -131,6 +134,11 @@ func unitError(unit string, status int, body []byte) error {
 	if len(msg) > 500 {
 		msg = msg[:500] + "…"
 	}
+	if status == http.StatusPaymentRequired {
+		var p struct{ Price, Balance string }
+		json.Unmarshal(body, &p)
+		return &Error{Status: status, Msg: msg, Price: p.Price, Balance: p.Balance}
+	}
 	if status >= 400 && status < 500 {
 		return &Error{Status: status, Msg: msg}
 	}
@@ -173,14 +181,44 @@ func (a *Adapter) Info(ctx context.Context) (map[string]any, error) {
 	if op == "" {
 		op = addr
 	}
-	return map[string]any{
+	info := map[string]any{
 		"address":  addr,
 		"operator": op,
-		// Local nodes charge nothing.
-		"simple_pay_price": 0,
+		// HyperBEAM's name for the price of a request: here the CU's price
+		// of an evaluated message (0: free, the default).
+		"simple_pay_price": int64(0),
 		"node":             "aonode",
 		"protocol":         "ao.N.1 over the legacy units (ao.TN.1)",
-	}, nil
+	}
+	if p, err := a.cuPrices(ctx); err == nil && p != nil {
+		n, _ := strconv.ParseInt(p.Message, 10, 64)
+		info["simple_pay_price"] = n
+		info["compute_prices"] = p
+	}
+	return info, nil
+}
+
+// cuPrices are the prices in the CU's GET / (nil for a CU that states none).
+type cuPrices struct {
+	Token        string `json:"token"`
+	Message      string `json:"message"`
+	Gigafuel     string `json:"gigafuel"`
+	Verification string `json:"verification"`
+	DryRun       string `json:"dryRun"`
+}
+
+func (a *Adapter) cuPrices(ctx context.Context) (*cuPrices, error) {
+	code, _, b, err := a.call(ctx, http.MethodGet, a.cfg.CUURL+"/", nil, "")
+	if err != nil || code != http.StatusOK {
+		return nil, fmt.Errorf("CU info: %d %v", code, err)
+	}
+	var info struct {
+		Prices *cuPrices `json:"prices"`
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, err
+	}
+	return info.Prices, nil
 }
 
 // checkItem verifies a pushed item as the MU's ingest does, with the
@@ -259,6 +297,9 @@ type Pushed struct {
 	Process string          `json:"process"`
 	ID      string          `json:"id"`
 	Raw     json.RawMessage `json:"raw"`
+	// Attestation is the id of the CU's signed attestation of the result
+	// (the CU's ao-attestation header; "" when it attests nothing).
+	Attestation string `json:"-"`
 }
 
 // Push verifies a Message to pid, schedules it through the MU (which also
@@ -288,11 +329,11 @@ func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, e
 	if err != nil {
 		return nil, err
 	}
-	raw, err := a.result(ctx, pid, id)
+	raw, att, err := a.result(ctx, pid, id)
 	if err != nil {
 		return nil, err
 	}
-	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw}, nil
+	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw, Attestation: att}, nil
 }
 
 // checkProcess answers 404 unless the SU schedules pid. Callers only need
@@ -379,19 +420,19 @@ func assigned(m su.MessageJSON) string {
 }
 
 // result reads the legacy CU result of message id (the process id: its boot).
-func (a *Adapter) result(ctx context.Context, pid, id string) (json.RawMessage, error) {
+func (a *Adapter) result(ctx context.Context, pid, id string) (json.RawMessage, string, error) {
 	u := a.cfg.CUURL + "/result/" + url.PathEscape(id) + "?process-id=" + url.QueryEscape(pid) + "&no-busy=1"
-	code, _, b, err := a.call(ctx, http.MethodGet, u, nil, "")
+	code, h, b, err := a.call(ctx, http.MethodGet, u, nil, "")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if code != http.StatusOK {
-		return nil, unitError("CU", code, b)
+		return nil, "", unitError("CU", code, b)
 	}
 	if !json.Valid(b) {
-		return nil, errorf(http.StatusBadGateway, "the CU's result of %s is not JSON", id)
+		return nil, "", errorf(http.StatusBadGateway, "the CU's result of %s is not JSON", id)
 	}
-	return b, nil
+	return b, h.Get("ao-attestation"), nil
 }
 
 // Result reads the result of a slot (decimal) or a message id of pid.
@@ -420,11 +461,11 @@ func (a *Adapter) Result(ctx context.Context, pid, ref string) (*Pushed, error) 
 	} else {
 		return nil, errorf(http.StatusBadRequest, "results=%q is neither a slot nor a message id", ref)
 	}
-	raw, err := a.result(ctx, pid, id)
+	raw, att, err := a.result(ctx, pid, id)
 	if err != nil {
 		return nil, err
 	}
-	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw}, nil
+	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw, Attestation: att}, nil
 }
 
 // slotMessage reads slot n of pid's schedule.

@@ -139,6 +139,9 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 		w.Header().Set("slot", strconv.FormatInt(res.Slot, 10))
 		w.Header().Set("id", res.ID)
+		if res.Attestation != "" {
+			w.Header().Set("ao-attestation", res.Attestation)
+		}
 		writeJSON(w, http.StatusOK, res)
 	case rest[0] == "slot" && (len(rest) == 1 || len(rest) == 2 && rest[1] == "current"):
 		if post {
@@ -179,6 +182,9 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 		if err != nil {
 			writeError(w, err)
 			return
+		}
+		if res.Attestation != "" {
+			w.Header().Set("ao-attestation", res.Attestation)
 		}
 		writeJSON(w, http.StatusOK, res)
 	case rest[0] == "now":
@@ -279,6 +285,10 @@ func writeText(w http.ResponseWriter, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	var e *Error
 	switch {
+	case errors.As(err, &e) && e.Status == http.StatusPaymentRequired:
+		w.Header().Set("price", e.Price)
+		w.Header().Set("balance", e.Balance)
+		writeJSON(w, e.Status, map[string]string{"error": err.Error(), "price": e.Price, "balance": e.Balance})
 	case errors.As(err, &e):
 		writeJSON(w, e.Status, map[string]string{"error": err.Error()})
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

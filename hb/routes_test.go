@@ -119,6 +119,7 @@ func TestRoutes(t *testing.T) {
 
 	code, _, body := f.do("GET", "/~meta@1.0/info", nil)
 	f.want("info", code, body, 200, `"address":"`+f.n.MUAddress+`"`)
+	f.want("info", code, body, 200, `"simple_pay_price":0`)
 	code, _, body = f.do("GET", "/~meta@1.0/info/address", nil)
 	if code != 200 || body != f.n.MUAddress {
 		t.Fatalf("info/address: %d %q, want the MU address %s", code, body, f.n.MUAddress)
@@ -185,8 +186,12 @@ func TestRoutes(t *testing.T) {
 			if m == "POST" {
 				b = f.item(pid, "1984")
 			}
-			code, _, body = f.do(m, p, b)
+			var hdr http.Header
+			code, hdr, body = f.do(m, p, b)
 			f.want(m+" "+p, code, body, 200, `"data":"2"`)
+			if len(hdr.Get("ao-attestation")) != 43 {
+				t.Fatalf("%s %s: ao-attestation header %q, want the CU's attestation id", m, p, hdr.Get("ao-attestation"))
+			}
 		}
 	}
 	code, _, body = f.do("GET", "/"+pid+"~process@1.0/compute/results=0", nil)

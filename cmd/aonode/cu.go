@@ -45,7 +45,18 @@ Dry-run results are cached (by process, to and body) while the process has evalu
 since; the header x-max-age (ms) bounds how old the process memory (and a cached result)
 may be, 100 ms by default.
 --dry-run-rate-limit N/INTERVAL limits evaluated dry-runs per client IP (cache hits are
-free; the reference allows 6/1m; off by default).`,
+free; the reference allows 6/1m; off by default).
+
+The compute market: every result is attested (GET /attestation/{message}?process-id=, and
+an ao-attestation header on /result; --attestations=false turns this off), and
+--publish-attestations uploads each signed Attestation item to the gateway. POST /verify
+checks another CU's attestation by evaluating the slot here and answers a signed Verdict.
+Prices (--price-message, --price-gigafuel, --price-verification, --price-dry-run, in the
+smallest unit of the --ledger token) are free (0) by default; with any set, work is charged
+to the process owner (to the signer for /verify) and refused with 402 until paid for by a
+Transfer to the CU's wallet on the --ledger process. GET /quote, /balance/{address} and
+/usage/{process} show prices, balances and usage; --publish-prices uploads a signed
+Compute-Price record naming --public-url.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		port := fs.Int("port", 4004, "listen `PORT`")
 		host := fs.String("host", "0.0.0.0", "listen `ADDRESS`")
@@ -68,6 +79,7 @@ free; the reference allows 6/1m; off by default).`,
 		dryAge := fs.Duration("dry-run-max-age", 100*time.Millisecond, "how old the memory a dry-run uses may be without an x-max-age header")
 		verbose := fs.Bool("v", false, "log informational messages too")
 		engine := fs.String("engine", "", "wasm `ENGINE` to run processes on: "+strings.Join(wasm.Engines(), " or ")+" (default "+wasm.DefaultEngine()+"; see aonode version)")
+		market := addMarketFlags(fs)
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
@@ -103,14 +115,19 @@ free; the reference allows 6/1m; off by default).`,
 				return err
 			}
 			gw := cu.NewHTTPGateway(*gateway)
-			srv, err := cu.New(ctx, cu.Config{
+			cfg := cu.Config{
 				DataDir: *data, Scheduler: cu.NewHTTPScheduler(*suURL, gw), Gateway: gw, Signer: w,
 				MemoryBudget: *budget, CheckpointEvery: *every, PublishInterval: *publish, MessageTimeout: *timeout,
 				CheckpointOwners: trusted, IgnoreArweaveCheckpoints: *ignoreAr,
 				DryRunRateLimit: rl.N, DryRunRateWindow: rl.Interval, DryRunMaxAge: *dryAge,
 				MessageFuel: *msgFuel, DryRunFuel: *dryFuel, DryRunWorkers: *dryWorkers,
 				Engine: *engine, Logger: logger(*verbose),
-			})
+			}
+			if err := market.apply(&cfg, "http://"+ln.Addr().String()); err != nil {
+				ln.Close()
+				return err
+			}
+			srv, err := cu.New(ctx, cfg)
 			if err != nil {
 				ln.Close()
 				return err

@@ -15,7 +15,8 @@ import (
 )
 
 // engineRun is what one engine made of a message sequence: each result
-// (as JSON) and the memory's size and SHA-256 after it.
+// (as JSON, with the fuel it burnt) and the memory's size and SHA-256 after
+// it.
 type engineRun struct {
 	results []string
 	mems    []string
@@ -49,7 +50,8 @@ func runOnEngine(t *testing.T, engine, file, format string, cfg Config, msgs [][
 		b, _ := json.Marshal(r)
 		img, _ := in.vm.mem.Read(0, in.vm.mem.Size())
 		sum := sha256.Sum256(img)
-		run.results = append(run.results, string(b))
+		// Fuel is not marshalled; it meters work, so the engines must agree on it.
+		run.results = append(run.results, string(b)+" fuel "+strconv.FormatUint(r.Fuel, 10))
 		run.mems = append(run.mems, hex.EncodeToString(sum[:8])+" "+strconv.Itoa(len(img)))
 	}
 	// And the memory as a checkpoint sees it, after a rebase.

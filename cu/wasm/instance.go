@@ -63,6 +63,10 @@ type Result struct {
 	// instance's memory is then what it was before the message.
 	Error   json.RawMessage `json:"Error,omitempty"`
 	GasUsed uint64          `json:"GasUsed"`
+	// Fuel is the instruction fuel the message burnt (Config.FuelLimit
+	// counts in it): deterministic, so CUs that meter a message by it agree.
+	// Zero when the instance is uninterruptible.
+	Fuel uint64 `json:"-"`
 }
 
 // Failed reports whether the message failed (and was rolled back).
@@ -124,6 +128,7 @@ type vm struct {
 	fuelLimit                                                      uint64 // of the running handle call; 0: none
 	fuelGrant                                                      int64  // fuel given at the last refill
 	fuelSpent                                                      uint64 // fuel burnt before the last refill
+	fuelUsed                                                       uint64 // fuel burnt by the last handle call
 	cfgFuel                                                        uint64 // Config.FuelLimit
 	asyncResult                                                    uint64
 	asyncRewinding                                                 bool
@@ -483,7 +488,12 @@ func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err er
 			v.fuelGrant = int64(min(fuelQuantum, v.fuelLimit))
 		}
 		v.fuel.Set(uint64(v.fuelGrant))
-		defer func() { v.fuelLimit = 0 }()
+		defer func() {
+			if v.fuelLimit > 0 {
+				v.fuelUsed = v.fuelSpent + uint64(v.fuelGrant-int64(v.fuel.Get()))
+			}
+			v.fuelLimit = 0
+		}()
 	}
 	err = v.safeCall(ctx, func() {
 		sp := v.stackSave(ctx)
@@ -524,7 +534,17 @@ func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
 	if v.drive != nil {
 		v.blockHeight = blockHeightOf(msg)
 	}
+	v.fuelUsed = 0
 	out, err := v.handleRaw(ctx, msg, env)
+	r, err := v.classify(ctx, out, err)
+	if r != nil {
+		r.Fuel = v.fuelUsed
+	}
+	return r, err
+}
+
+// classify turns handleRaw's outcome into a Result or an error.
+func (v *vm) classify(ctx context.Context, out []byte, err error) (*Result, error) {
 	if err != nil {
 		var de *driveError
 		var ee *sys.ExitError
@@ -542,6 +562,7 @@ func (v *vm) evaluate(ctx context.Context, msg, env []byte) (*Result, error) {
 		case errors.As(err, &xe):
 			return errorResult(xe.Error(), v.gasUsed), nil
 		case errors.Is(err, ErrFuelExhausted):
+			v.fuelUsed = v.cfgFuel // all of it, however far past the limit the last block ran
 			return errorResult(fmt.Sprintf("%v (%d)", ErrFuelExhausted, v.cfgFuel), v.gasUsed), nil
 		case errors.Is(err, errOutOfGas), v.gasUsedG != nil && v.gasUsed > v.gasLimit:
 			// The host's usegas panics; the inlined one traps (unreachable).
@@ -815,6 +836,25 @@ func (in *Instance) View(f func(mem []byte, untouched []bool) error) error {
 	// The view is of the rollback base, which is also a good moment to take.
 	in.rebase(in.vm)
 	return f(in.base, untouched(in.base))
+}
+
+// Live calls f with the live process memory: read-only, valid only during
+// f, which holds the instance. Unlike View it takes no rollback base, so it
+// costs nothing but f: what a digest of the memory after every message
+// needs. untouched is as for View. Live fails once the instance or its
+// module is closed.
+func (in *Instance) Live(f func(mem []byte, untouched []bool) error) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return errors.New("wasm: instance is closed")
+	}
+	if !in.m.enter() {
+		return errClosed
+	}
+	defer in.m.leave()
+	b, _ := in.vm.mem.Read(0, in.vm.mem.Size())
+	return f(b, untouched(b))
 }
 
 // MemorySize returns the current linear memory size in bytes.
