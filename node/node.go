@@ -22,6 +22,7 @@ import (
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/arweave"
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/explorer"
 	"github.com/aonode/aonode/hb"
 	"github.com/aonode/aonode/internal/httpx"
 	"github.com/aonode/aonode/mu"
@@ -58,6 +59,9 @@ type Config struct {
 	// StrictScheduler refuses processes naming a scheduler this node does not
 	// serve, rather than scheduling them on its SU (see hb.Locations).
 	StrictScheduler bool
+	// ExplorerPort serves the web explorer (package explorer); 0: not
+	// served (aonode run defaults to 4005).
+	ExplorerPort int
 }
 
 // Node is a running AO network.
@@ -73,6 +77,8 @@ type Node struct {
 	SUAddress, CUAddress, MUAddress string
 
 	HBURL string // the AO-Core surface; "" unless Config.HBPort
+	// ExplorerURL is the web explorer; "" unless Config.ExplorerPort.
+	ExplorerURL string
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -150,8 +156,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		lns = append(lns, ln)
 	}
+	var exLn net.Listener
+	if cfg.ExplorerPort != 0 {
+		ln, err := listen(cfg.Host, cfg.ExplorerPort, "explorer (--explorer-port)")
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		exLn = ln
+	}
+	started := time.Now()
 	runCtx, cancel := context.WithCancel(context.Background())
-	n := &Node{cancel: cancel, errc: make(chan error, 5)}
+	n := &Node{cancel: cancel, errc: make(chan error, 6)}
 	n.reqCtx, n.reqCancel = context.WithCancel(context.Background())
 	// The cleanup closes n itself, not a named result: every failure below
 	// returns nil, and closing that nil Node panicked instead of reporting
@@ -161,6 +179,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if !ok {
 			for _, ln := range lns {
 				ln.Close()
+			}
+			if exLn != nil {
+				exLn.Close()
 			}
 			n.Close()
 		}
@@ -255,6 +276,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("storing the node address's Scheduler-Location: %w", err)
 		}
 		n.serve(lns[4], n.HB.Handler())
+	}
+	if exLn != nil {
+		ex, err := explorer.New(explorer.Config{GatewayURL: n.GatewayURL, SUURL: n.SUURL, CUURL: n.CUURL, MUURL: n.MUURL,
+			HBURL: n.HBURL, Started: started})
+		if err != nil {
+			return nil, err
+		}
+		n.ExplorerURL = "http://" + hostPort(cfg.Host, exLn)
+		n.serve(exLn, ex.Handler())
 	}
 	ok = true
 	return n, nil

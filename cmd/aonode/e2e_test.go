@@ -183,7 +183,7 @@ func TestRunStartupFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			data := tc.setup(t, t.TempDir())
 			cmd := exec.Command(bin, "run", "--data", data, "--gateway-port", fmt.Sprint(freePort(t)), "--mu-port", fmt.Sprint(freePort(t)),
-				"--su-port", fmt.Sprint(freePort(t)), "--cu-port", fmt.Sprint(freePort(t)), "--hb-port", fmt.Sprint(freePort(t)))
+				"--su-port", fmt.Sprint(freePort(t)), "--cu-port", fmt.Sprint(freePort(t)), "--hb-port", fmt.Sprint(freePort(t)), "--explorer-port", fmt.Sprint(freePort(t)))
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -205,7 +205,7 @@ func runNode(t *testing.T, bin string) ([]string, string) {
 	ports := map[string]int{"gateway": freePort(t), "mu": freePort(t), "su": freePort(t), "cu": freePort(t)}
 	run := exec.Command(bin, "run", "--data", filepath.Join(dir, "node"), "--gateway-port", fmt.Sprint(ports["gateway"]),
 		"--mu-port", fmt.Sprint(ports["mu"]), "--su-port", fmt.Sprint(ports["su"]), "--cu-port", fmt.Sprint(ports["cu"]),
-		"--hb-port", fmt.Sprint(freePort(t)))
+		"--hb-port", fmt.Sprint(freePort(t)), "--explorer-port", fmt.Sprint(freePort(t)))
 	stdout, _ := run.StdoutPipe()
 	var runErr bytes.Buffer
 	run.Stderr = &runErr

@@ -26,6 +26,7 @@ acknowledged is lost.`,
 		cuPort := fs.Int("cu-port", 4004, "Compute Unit `PORT`")
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
 		hbPort := fs.Int("hb-port", 8734, "AO-Core (mainnet) surface `PORT` for aos 2.x and aoconnect MODE 'mainnet' (0: off)")
+		explorerPort := fs.Int("explorer-port", 4005, "web explorer `PORT` (0: off)")
 		strictSched := fs.Bool("strict-scheduler", false, "refuse processes naming a scheduler this node does not serve (default: schedule them here, e.g. aos's default mainnet scheduler)")
 		interval := fs.Duration("block-interval", time.Second, "cut a block this often when there are new items")
 		budget := fs.Int64("memory-budget", 0, "resident memory of the CU's live processes in `BYTES` before it evicts the least recently used to checkpoints (default 0: a quarter of this machine's memory)")
@@ -46,10 +47,14 @@ acknowledged is lost.`,
 				DataDir: *data, Host: *host, GatewayPort: *gwPort, SUPort: *suPort, CUPort: *cuPort, MUPort: *muPort, BlockInterval: *interval,
 				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
-				HBPort: *hbPort, StrictScheduler: *strictSched,
+				HBPort: *hbPort, StrictScheduler: *strictSched, ExplorerPort: *explorerPort,
 			})
 			if err != nil {
 				return err
+			}
+			explorerLine := ""
+			if n.ExplorerURL != "" {
+				explorerLine = fmt.Sprintf("  explorer  %s    open in a browser: processes, messages and their flow\n", n.ExplorerURL)
 			}
 			fmt.Fprintf(stdout, `aonode is running (data in %s, ready in %s)
 
@@ -57,7 +62,7 @@ acknowledged is lost.`,
   MU        %s    MU address %s
   SU        %s    scheduler address %s
   CU        %s
-
+%s
 aos trusts messages from other processes only when the MU address is an Authority
 of the process: aonode spawn adds it; with aoconnect, add the tag
   { name: "Authority", value: "%s" }
@@ -72,7 +77,7 @@ Environment for clients (aoconnect, aonode):
   export SU_URL=%s
 
 Press Ctrl-C to stop.
-`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL,
+`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, explorerLine,
 				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
 			if n.HBURL != "" {
