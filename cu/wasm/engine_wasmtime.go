@@ -292,9 +292,13 @@ func (e *wasmtimeEngine) compile(ctx context.Context, bin []byte, cacheDir strin
 	var path string
 	if cacheDir != "" {
 		path = filepath.Join(cacheDir, wasmtimeVersion, hex.EncodeToString(sum[:])+".cwasm")
+		// The cache holds machine code, trusted as wazero's cache is: it
+		// lives in the CU's own data directory. Wasmtime refuses code of
+		// another version, configuration or CPU; the module is then
+		// compiled again.
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			if C.wasmtime_module_deserialize(eng, (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b)), &m.mod) != nil {
-				m.mod = nil // stale or foreign: compile again
+			if wtError(C.wasmtime_module_deserialize(eng, (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b)), &m.mod)) != nil {
+				m.mod = nil
 			}
 		}
 	}
