@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/ans104"
+	"github.com/aonode/aonode/placement"
 )
 
 // Tag is a data item tag.
@@ -38,14 +39,21 @@ const (
 // Client talks to one AO network.
 type Client struct {
 	MU, CU, SU, Gateway string // unit base URLs
-	Signer              ans104.Signer
-	HTTP                *http.Client
+	// CUs, when set, places each process on one of several CUs (package
+	// placement: the cheapest healthy CU, spread over equal ones, sticky,
+	// with failover), as the MU does, so both read a process's results from
+	// the same CU; CU is then unused. UseCUs sets it.
+	CUs    *placement.Placer
+	Signer ans104.Signer
+	HTTP   *http.Client
 	// SDK is the value of the SDK tag on what the client signs.
 	SDK string
 }
 
 // New returns a client that signs with s and finds the units as aoconnect does:
 // from MU_URL, CU_URL, GATEWAY_URL (and SU_URL), else the local defaults.
+// CU_URL may list several CUs, comma-separated (see UseCUs); a list that
+// does not parse leaves CU as it is, and requests to it fail with the reason.
 func New(s ans104.Signer) *Client {
 	env := func(name, def string) string {
 		if v := os.Getenv(name); v != "" {
@@ -53,11 +61,66 @@ func New(s ans104.Signer) *Client {
 		}
 		return def
 	}
-	return &Client{
+	c := &Client{
 		MU: env("MU_URL", DefaultMUURL), CU: env("CU_URL", DefaultCUURL), SU: env("SU_URL", DefaultSUURL),
 		Gateway: env("GATEWAY_URL", DefaultGatewayURL), Signer: s,
 		HTTP: &http.Client{Timeout: 2 * time.Minute}, SDK: "aonode",
 	}
+	if strings.Contains(c.CU, ",") {
+		if urls, err := placement.ParseURLs(c.CU); err == nil {
+			c.UseCUs(urls, false)
+		}
+	}
+	return c
+}
+
+// UseCUs makes the client choose each process's CU among urls and, with
+// discover, the CUs whose Compute-Price records c.Gateway holds, the way the
+// MU does (package placement). One URL and no discovery is simply c.CU.
+func (c *Client) UseCUs(urls []string, discover bool) error {
+	if len(urls) == 1 && !discover {
+		c.CU, c.CUs = strings.TrimRight(urls[0], "/"), nil
+		return nil
+	}
+	cfg := placement.Config{URLs: urls, HTTP: c.HTTP}
+	if discover {
+		cfg.GatewayURL = c.Gateway
+	}
+	p, err := placement.New(cfg)
+	if err != nil {
+		return fmt.Errorf("client: CUs: %w", err)
+	}
+	c.CUs = p
+	if len(urls) > 0 {
+		c.CU = urls[0]
+	}
+	return nil
+}
+
+// onCU runs req against process's CU: c.CU, or with c.CUs the placed CU,
+// failing over to the next when one does not answer, answers 5xx or 402.
+func (c *Client) onCU(ctx context.Context, process string, req func(base string) error) error {
+	if c.CUs == nil {
+		return req(c.CU)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	c.CUs.Ready(rctx) // the first choice knows prices and health
+	cancel()
+	_, err := c.CUs.Do(ctx, process, func(ctx context.Context, base string) (placement.Outcome, error) {
+		err := req(base)
+		var e *Error
+		var ue *url.Error
+		switch {
+		case err == nil:
+			return placement.Answered, nil
+		case errors.As(err, &e):
+			return placement.Classify(e.Status), err
+		case errors.As(err, &ue): // no answer
+			return placement.Unwell, err
+		}
+		return placement.Answered, err
+	})
+	return err
 }
 
 // Error is a unit's non-2xx answer.
@@ -261,8 +324,11 @@ func (r *Result) Failed() bool {
 // Result reads the result of a message from the CU (evaluating up to it).
 func (c *Client) Result(ctx context.Context, process, message string) (*Result, error) {
 	var r Result
-	u := c.CU + "/result/" + url.PathEscape(message) + "?process-id=" + url.QueryEscape(process)
-	if err := c.do(ctx, http.MethodGet, u, "", nil, &r); err != nil {
+	err := c.onCU(ctx, process, func(base string) error {
+		r = Result{}
+		return c.do(ctx, http.MethodGet, base+"/result/"+url.PathEscape(message)+"?process-id="+url.QueryEscape(process), "", nil, &r)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("client: result: %w", err)
 	}
 	return &r, nil
@@ -298,12 +364,16 @@ func (c *Client) Results(ctx context.Context, process string, q ResultsQuery) (*
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	u := c.CU + "/results/" + url.PathEscape(process)
+	path := "/results/" + url.PathEscape(process)
 	if len(v) > 0 {
-		u += "?" + v.Encode()
+		path += "?" + v.Encode()
 	}
 	var p ResultsPage
-	if err := c.do(ctx, http.MethodGet, u, "", nil, &p); err != nil {
+	err := c.onCU(ctx, process, func(base string) error {
+		p = ResultsPage{}
+		return c.do(ctx, http.MethodGet, base+path, "", nil, &p)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("client: results: %w", err)
 	}
 	return &p, nil
@@ -327,7 +397,11 @@ func (c *Client) DryRun(ctx context.Context, m Message) (*Result, error) {
 	}
 	body, _ := json.Marshal(map[string]any{"Id": "1234", "Target": m.Process, "Owner": owner, "Anchor": anchor, "Data": data, "Tags": tags})
 	var r Result
-	if err := c.do(ctx, http.MethodPost, c.CU+"/dry-run?process-id="+url.QueryEscape(m.Process), "application/json", body, &r); err != nil {
+	err := c.onCU(ctx, m.Process, func(base string) error {
+		r = Result{}
+		return c.do(ctx, http.MethodPost, base+"/dry-run?process-id="+url.QueryEscape(m.Process), "application/json", body, &r)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("client: dry-run: %w", err)
 	}
 	return &r, nil

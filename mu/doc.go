@@ -23,5 +23,6 @@
 // SchedulerClient, ComputeClient and GatewayClient (clients.go, with HTTP
 // implementations), the queue (queue.go over store.go), the crank steps
 // (crank.go, with the pure tag rules in build.go), SU location (locate.go) and
-// cron monitors (cron.go).
+// cron monitors (cron.go). With several CUs, PlacedCompute (placed.go) is the
+// ComputeClient: package placement chooses each process's CU, with failover.
 package mu

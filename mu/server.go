@@ -17,6 +17,7 @@ import (
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/internal/httpx"
+	"github.com/aonode/aonode/placement"
 )
 
 // Config configures a Server.
@@ -31,6 +32,16 @@ type Config struct {
 	Gateway    GatewayClient
 	GatewayURL string
 	CUURL      string
+	// CUURLs and CUDiscover place each process on one of several CUs
+	// (package placement: the cheapest healthy CU, spread over equal ones,
+	// sticky per process, with failover). CUURLs adds to CUURL; CUDiscover
+	// also finds CUs by their Compute-Price records on GatewayURL. With one
+	// CU and no discovery the MU talks to it directly, as it always has.
+	// Placement, when set, is used as it is: the caller owns its table and
+	// keeps it fresh (Refresh once its CUs serve, then Run).
+	CUURLs     []string
+	CUDiscover bool
+	Placement  *placement.Placer
 	// Workers bounds concurrent crank steps: pulls and pushes (default 16).
 	Workers int
 	// IngestWorkers bounds concurrent ingest steps, users' items and
@@ -83,6 +94,7 @@ type Server struct {
 	metrics *metrics
 	log     *slog.Logger
 	address string
+	placer  *placement.Placer // nil with one CU
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
@@ -97,11 +109,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Scheduler == nil {
 		cfg.Scheduler = NewHTTPScheduler()
 	}
+	var placer *placement.Placer
 	if cfg.Compute == nil {
-		if cfg.CUURL == "" {
-			return nil, errors.New("mu: no CU")
+		var err error
+		if placer, err = newPlacer(cfg); err != nil {
+			return nil, err
 		}
-		cfg.Compute = NewHTTPCompute(cfg.CUURL)
+		switch {
+		case placer != nil:
+			cfg.Compute = NewPlacedCompute(placer)
+		case cfg.CUURL != "":
+			cfg.Compute = NewHTTPCompute(cfg.CUURL)
+		default:
+			cfg.Compute = NewHTTPCompute(cfg.CUURLs[0])
+		}
 	}
 	if cfg.Gateway == nil {
 		if cfg.GatewayURL == "" {
@@ -139,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, st: st, su: cfg.Scheduler, cu: cfg.Compute, gw: cfg.Gateway, metrics: newMetrics(),
-		log: cfg.Logger, address: ans104.Address(cfg.Signer.Owner())}
+		log: cfg.Logger, address: ans104.Address(cfg.Signer.Owner()), placer: placer}
 	s.loc = newLocator(cfg.Gateway, st)
 	s.lim = &limiter{lim: cfg.RateLimit, win: map[string]*window{}, now: time.Now}
 	// The crank and ingest runners differ only in their workers and where
@@ -180,11 +201,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.log.Info("resuming crank steps", "pending", len(pending))
 	}
 
+	if placer != nil && cfg.Placement == nil {
+		// The first choices already know the CUs' prices and health.
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		placer.Refresh(rctx)
+		rcancel()
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() { s.run.run(bg) })
 	s.wg.Go(func() { s.in.run(bg) })
 	s.wg.Go(func() { s.crons.run(bg) })
+	if placer != nil && cfg.Placement == nil {
+		s.wg.Go(func() { placer.Run(bg) })
+	}
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
@@ -201,6 +231,38 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	})
 	return s, nil
 }
+
+// newPlacer builds the placement over cfg's CUs, or nil for one CU.
+func newPlacer(cfg Config) (*placement.Placer, error) {
+	if cfg.Placement != nil {
+		return cfg.Placement, nil
+	}
+	urls := cfg.CUURLs
+	if cfg.CUURL != "" {
+		urls = append([]string{cfg.CUURL}, urls...)
+	}
+	if len(urls) == 0 && !cfg.CUDiscover {
+		return nil, errors.New("mu: no CU")
+	}
+	if len(urls) == 1 && !cfg.CUDiscover {
+		return nil, nil
+	}
+	pc := placement.Config{URLs: urls, Logger: cfg.Logger}
+	if cfg.CUDiscover {
+		if cfg.GatewayURL == "" {
+			return nil, errors.New("mu: CU discovery needs a gateway URL")
+		}
+		pc.GatewayURL = cfg.GatewayURL
+	}
+	p, err := placement.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("mu: CUs: %w", err)
+	}
+	return p, nil
+}
+
+// Placement is the MU's CU placement, nil when it has one CU.
+func (s *Server) Placement() *placement.Placer { return s.placer }
 
 // Address is the MU wallet's address (the signer of every pushed item).
 func (s *Server) Address() string { return s.address }
@@ -286,6 +348,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 	case path == "/metrics" && r.Method == http.MethodGet:
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		s.metrics.writeTo(w)
+		if s.placer != nil {
+			s.placer.WriteMetrics(w, "mu_")
+		}
 		return "metrics"
 	case strings.HasPrefix(path, "/monitor/"):
 		if r.Method != http.MethodPost && r.Method != http.MethodDelete {

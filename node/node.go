@@ -26,6 +26,8 @@ import (
 	"github.com/aonode/aonode/hb"
 	"github.com/aonode/aonode/internal/httpx"
 	"github.com/aonode/aonode/mu"
+	"github.com/aonode/aonode/placement"
+	"github.com/aonode/aonode/router"
 	"github.com/aonode/aonode/su"
 	"github.com/aonode/aonode/wallet"
 )
@@ -62,6 +64,23 @@ type Config struct {
 	// ExplorerPort serves the web explorer (package explorer); 0: not
 	// served (aonode run defaults to 4005).
 	ExplorerPort int
+
+	// CUs is how many Compute Units to run (default 1), on consecutive ports
+	// from CUPort (skipping the node's other ports, so 4004, 4006, 4007 with
+	// the defaults), each with its own wallet (wallets/cu.json, cu-2.json, ...)
+	// and data (cu, cu-2, ...). With more than one, the MU places each
+	// process on one of them (package placement), and a router (package
+	// router) on RouterPort (default 4010) is the one CU URL for clients.
+	CUs        int
+	RouterPort int
+	// CUPorts, when it has CUs entries, are the CUs' ports instead of
+	// consecutive ones (tests take free ports).
+	CUPorts []int
+	// CUPrices are the CUs' prices, by CU (missing: free). Any price needs
+	// Ledger, the token process whose Transfers to a CU's wallet fund
+	// balances there (see cu.Config).
+	CUPrices []cu.Prices
+	Ledger   string
 }
 
 // Node is a running AO network.
@@ -69,11 +88,18 @@ type Node struct {
 	Store   *arweave.Store
 	Gateway *arweave.Gateway
 	SU      *su.Server
-	CU      *cu.Server
+	CU      *cu.Server   // the first CU
+	CUs     []*cu.Server // every CU, CU first
 	MU      *mu.Server
-	HB      *hb.Adapter // nil unless Config.HBPort
+	Router  *router.Router // nil with one CU
+	HB      *hb.Adapter    // nil unless Config.HBPort
 
+	// CUURL is the URL clients use for compute: the CU, or with several CUs
+	// the router in front of them. CUURLs are the CUs themselves.
 	GatewayURL, SUURL, CUURL, MUURL string
+	CUURLs                          []string
+	CUAddresses                     []string
+	CUPrices                        []cu.Prices // as configured, by CU
 	SUAddress, CUAddress, MUAddress string
 
 	HBURL string // the AO-Core surface; "" unless Config.HBPort
@@ -86,6 +112,8 @@ type Node struct {
 	// waited ShutdownGrace for requests in flight.
 	reqCtx    context.Context
 	reqCancel context.CancelFunc
+	cuServers []*http.Server // by CU, for StopCU
+	cuStopped []bool
 	wg        sync.WaitGroup
 	errc      chan error
 }
@@ -110,6 +138,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.MUPort == 0 {
 		cfg.MUPort = 4002
+	}
+	if cfg.CUs <= 0 {
+		cfg.CUs = 1
+	}
+	if cfg.RouterPort == 0 {
+		cfg.RouterPort = 4010
 	}
 	if cfg.BlockInterval <= 0 {
 		cfg.BlockInterval = time.Second
@@ -146,9 +180,44 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		lns = append(lns, ln)
 	}
 	gwLn, suLn, cuLn, muLn := lns[0], lns[1], lns[2], lns[3]
+	cuLns := []net.Listener{cuLn}
+	var routerLn net.Listener
+	closeExtra := func() {
+		for _, ln := range cuLns[1:] {
+			ln.Close()
+		}
+		if routerLn != nil {
+			routerLn.Close()
+		}
+	}
+	ports := cuPorts(cfg)
+	for i := 1; i < cfg.CUs; i++ {
+		port := ports[i]
+		ln, err := listen(cfg.Host, port, fmt.Sprintf("CU %d", i+1))
+		if err != nil {
+			closeExtra()
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		cuLns = append(cuLns, ln)
+	}
+	if cfg.CUs > 1 {
+		ln, err := listen(cfg.Host, cfg.RouterPort, "router (--router-port)")
+		if err != nil {
+			closeExtra()
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		routerLn = ln
+	}
 	if cfg.HBPort != 0 {
 		ln, err := listen(cfg.Host, cfg.HBPort, "AO-Core (--hb-port)")
 		if err != nil {
+			closeExtra()
 			for _, ln := range lns {
 				ln.Close()
 			}
@@ -160,6 +229,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.ExplorerPort != 0 {
 		ln, err := listen(cfg.Host, cfg.ExplorerPort, "explorer (--explorer-port)")
 		if err != nil {
+			closeExtra()
 			for _, ln := range lns {
 				ln.Close()
 			}
@@ -169,7 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	started := time.Now()
 	runCtx, cancel := context.WithCancel(context.Background())
-	n := &Node{cancel: cancel, errc: make(chan error, 6)}
+	n := &Node{cancel: cancel, errc: make(chan error, 6+cfg.CUs)}
 	n.reqCtx, n.reqCancel = context.WithCancel(context.Background())
 	// The cleanup closes n itself, not a named result: every failure below
 	// returns nil, and closing that nil Node panicked instead of reporting
@@ -180,6 +250,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			for _, ln := range lns {
 				ln.Close()
 			}
+			closeExtra()
 			if exLn != nil {
 				exLn.Close()
 			}
@@ -208,7 +279,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.Gateway = arweave.NewGateway(n.Store, arweave.Config{Logger: cfg.Logger})
 	n.GatewayURL = "http://" + hostPort(cfg.Host, gwLn)
 	n.SUURL = "http://" + hostPort(cfg.Host, suLn)
-	n.CUURL = "http://" + hostPort(cfg.Host, cuLn)
+	n.CUURL = "http://" + hostPort(cfg.Host, cuLn) // the router's with several CUs
 	n.MUURL = "http://" + hostPort(cfg.Host, muLn)
 
 	n.SU, err = su.New(ctx, su.Config{
@@ -230,22 +301,58 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// A process this node's SU has just scheduled is found there before the
 	// SU has published it to the gateway.
 	sched.Known = []string{n.SUURL}
-	n.CU, err = cu.New(ctx, cu.Config{
-		DataDir: filepath.Join(cfg.DataDir, "cu"), Scheduler: sched, Gateway: gw,
-		Signer: cuWallet, Logger: cfg.Logger, MemoryBudget: cfg.MemoryBudget,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting the CU (data in %s): %w", filepath.Join(cfg.DataDir, "cu"), err)
+	for i, ln := range cuLns {
+		name, dir := "cu.json", "cu"
+		if i > 0 {
+			name, dir = fmt.Sprintf("cu-%d.json", i+1), fmt.Sprintf("cu-%d", i+1)
+		}
+		w := cuWallet
+		if i > 0 {
+			if w, err = unitWallet(filepath.Join(cfg.DataDir, "wallets", name), cfg.UnitWallets, cfg.Progress); err != nil {
+				return nil, err
+			}
+		}
+		ccfg := cu.Config{
+			DataDir: filepath.Join(cfg.DataDir, dir), Scheduler: sched, Gateway: gw,
+			Signer: w, Logger: cfg.Logger, MemoryBudget: cfg.MemoryBudget,
+		}
+		if i < len(cfg.CUPrices) && cfg.CUPrices[i].On() {
+			ccfg.Prices, ccfg.Ledger = cfg.CUPrices[i], cfg.Ledger
+		}
+		c, err := cu.New(ctx, ccfg)
+		if err != nil {
+			return nil, fmt.Errorf("starting the CU (data in %s): %w", filepath.Join(cfg.DataDir, dir), err)
+		}
+		n.CUs = append(n.CUs, c)
+		n.CUURLs = append(n.CUURLs, "http://"+hostPort(cfg.Host, ln))
+		n.CUAddresses = append(n.CUAddresses, c.Address())
 	}
-	n.CUAddress = n.CU.Address()
+	n.CU, n.CUAddress = n.CUs[0], n.CUAddresses[0]
+	n.CUPrices = cfg.CUPrices
+
+	// With several CUs the MU and the router share one placement table: the
+	// cheapest healthy CU per process, sticky, with failover.
+	mcfg := mu.Config{
+		Signer: muWallet, DataDir: filepath.Join(cfg.DataDir, "mu"), GatewayURL: n.GatewayURL, CUURL: n.CUURL,
+		Gateway: locs.MU(mu.NewHTTPGateway(n.GatewayURL)), SpawnPush: true, Logger: cfg.Logger,
+	}
+	var placer *placement.Placer
+	if len(n.CUURLs) > 1 {
+		if placer, err = placement.New(placement.Config{URLs: n.CUURLs, Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+		mcfg.Placement = placer
+		if n.Router, err = router.New(router.Config{Placer: placer, DataDir: filepath.Join(cfg.DataDir, "router"), Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+		n.CUURL = "http://" + hostPort(cfg.Host, routerLn)
+		mcfg.CUURL = ""
+	}
 
 	// The MU reaches the gateway, SUs and the CU over HTTP on loopback too. It
 	// also cranks the boot result of each process it spawns (AOP-6), so that
 	// what a process sends while booting is delivered.
-	n.MU, err = mu.New(ctx, mu.Config{
-		Signer: muWallet, DataDir: filepath.Join(cfg.DataDir, "mu"), GatewayURL: n.GatewayURL, CUURL: n.CUURL,
-		Gateway: locs.MU(mu.NewHTTPGateway(n.GatewayURL)), SpawnPush: true, Logger: cfg.Logger,
-	})
+	n.MU, err = mu.New(ctx, mcfg)
 	if err != nil {
 		return nil, fmt.Errorf("starting the MU (data in %s): %w", filepath.Join(cfg.DataDir, "mu"), err)
 	}
@@ -259,8 +366,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}()
 	n.serve(gwLn, n.Gateway.Handler())
 	n.serve(suLn, n.SU.Handler())
-	n.serve(cuLn, n.CU.Handler())
+	for i, ln := range cuLns {
+		n.cuServers = append(n.cuServers, n.serve(ln, n.CUs[i].Handler()))
+	}
+	if n.Router != nil {
+		n.serve(routerLn, n.Router.Handler())
+	}
 	n.serve(muLn, n.MU.Handler())
+	if placer != nil {
+		// Now that the CUs serve, the first choices can know them.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		placer.Refresh(rctx)
+		cancel()
+		n.wg.Go(func() { placer.Run(runCtx) })
+	}
 	if len(lns) > 4 {
 		n.HBURL = "http://" + hostPort(cfg.Host, lns[4])
 		if n.HB, err = hb.New(hb.Config{GatewayURL: n.GatewayURL, SUURL: n.SUURL, CUURL: n.CUURL, MUURL: n.MUURL,
@@ -290,7 +409,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) serve(ln net.Listener, h http.Handler) {
+func (n *Node) serve(ln net.Listener, h http.Handler) *http.Server {
 	hs := httpx.NewServer(h)
 	hs.BaseContext = func(net.Listener) context.Context { return n.reqCtx }
 	n.servers = append(n.servers, hs)
@@ -301,6 +420,25 @@ func (n *Node) serve(ln net.Listener, h http.Handler) {
 			n.errc <- err
 		}
 	}()
+	return hs
+}
+
+// StopCU stops CU i (0 is the first) at once, as a crash looks to its
+// peers: its connections drop and its port refuses; the others and the MU
+// carry on. For tests and demonstrations of failover.
+func (n *Node) StopCU(i int) error {
+	if i < 0 || i >= len(n.CUs) || i >= len(n.cuServers) {
+		return fmt.Errorf("node: no CU %d", i)
+	}
+	if n.cuStopped == nil {
+		n.cuStopped = make([]bool, len(n.CUs))
+	}
+	if n.cuStopped[i] {
+		return nil
+	}
+	n.cuStopped[i] = true
+	err := n.cuServers[i].Close()
+	return errors.Join(err, n.CUs[i].Close())
 }
 
 // Err reports a server that stopped on its own.
@@ -319,8 +457,11 @@ func (n *Node) Close() error {
 	if n.MU != nil {
 		errs = append(errs, n.MU.Close())
 	}
-	if n.CU != nil {
-		errs = append(errs, n.CU.Close())
+	for i, c := range n.CUs {
+		if i < len(n.cuStopped) && n.cuStopped[i] {
+			continue
+		}
+		errs = append(errs, c.Close())
 	}
 	if n.SU != nil {
 		if err := n.SU.Flush(ctx); err != nil {
@@ -334,6 +475,24 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// cuPorts are the CUs' ports: cfg.CUPorts when it names them all, else
+// CUPort and the next ports after it that no other unit of this node uses
+// (the explorer's default 4005 sits between).
+func cuPorts(cfg Config) []int {
+	if len(cfg.CUPorts) == cfg.CUs {
+		return cfg.CUPorts
+	}
+	taken := map[int]bool{cfg.GatewayPort: true, cfg.SUPort: true, cfg.CUPort: true, cfg.MUPort: true,
+		cfg.HBPort: true, cfg.ExplorerPort: true, cfg.RouterPort: true}
+	out := []int{cfg.CUPort}
+	for port := cfg.CUPort; len(out) < cfg.CUs; {
+		for port++; taken[port]; port++ {
+		}
+		out = append(out, port)
+	}
+	return out
 }
 
 func listen(host string, port int, unit string) (net.Listener, error) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/client"
+	"github.com/aonode/aonode/placement"
 )
 
 // clientFlags are the flags client commands share: the wallet and the unit
@@ -30,6 +31,7 @@ import (
 // to the local network's port. A command lists only the ones it uses.
 type clientFlags struct {
 	wallet, gateway, mu, cu, su *string
+	cuDiscover                  *bool
 	hasWallet                   bool
 }
 
@@ -57,11 +59,19 @@ func addClientFlags(fs *flag.FlagSet, signs bool, units ...unit) *clientFlags {
 		dst **string
 	}{{unitGateway, &cf.gateway}, {unitMU, &cf.mu}, {unitCU, &cf.cu}, {unitSU, &cf.su}} {
 		if slices.Contains(units, u.unit) {
-			*u.dst = fs.String(u.flag+"-url", envOr(u.env, u.def), u.name+" `URL` (default $"+u.env+", then "+u.def+")")
+			help := u.name + " `URL` (default $" + u.env + ", then " + u.def + ")"
+			if u.unit == unitCU {
+				help = "Compute Unit `URLS`: one, or several comma-separated to choose per process the cheapest healthy one with failover (default $CU_URL, then " + u.def + ")"
+			}
+			*u.dst = fs.String(u.flag+"-url", envOr(u.env, u.def), help)
 		} else {
 			*u.dst = new(string)
 			**u.dst = envOr(u.env, u.def)
 		}
+	}
+	cf.cuDiscover = new(bool)
+	if slices.Contains(units, unitCU) {
+		cf.cuDiscover = fs.Bool("cu-discover", false, "also choose among the CUs whose Compute-Price records the gateway holds")
 	}
 	return cf
 }
@@ -77,6 +87,16 @@ func (f *clientFlags) client() (*client.Client, error) {
 	}
 	trim := func(s string) string { return strings.TrimRight(s, "/") }
 	c.Gateway, c.MU, c.CU, c.SU = trim(*f.gateway), trim(*f.mu), trim(*f.cu), trim(*f.su)
+	c.CUs = nil
+	if strings.Contains(*f.cu, ",") || *f.cuDiscover {
+		urls, err := placement.ParseURLs(*f.cu)
+		if err != nil {
+			return nil, usageError("--cu-url: %v", err)
+		}
+		if err := c.UseCUs(urls, *f.cuDiscover); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -94,10 +114,12 @@ func (f *clientFlags) explain(err error) error {
 		unit
 		url string
 	}{{unitGateway, *f.gateway}, {unitMU, *f.mu}, {unitCU, *f.cu}, {unitSU, *f.su}} {
-		// base+"/": a unit at :4000 does not claim a request to :40000.
-		if base := strings.TrimRight(u.url, "/"); base != "" && strings.HasPrefix(target+"/", base+"/") {
-			return fmt.Errorf("cannot reach the %[1]s at %[2]s: is the node running? Start it with 'aonode run' "+
-				"(or point --%[3]s-url or $%[4]s at a running %[1]s)\n  (%[5]v)", u.name, base, u.flag, u.env, err)
+		for _, one := range strings.Split(u.url, ",") { // --cu-url may list several
+			// base+"/": a unit at :4000 does not claim a request to :40000.
+			if base := strings.TrimRight(strings.TrimSpace(one), "/"); base != "" && strings.HasPrefix(target+"/", base+"/") {
+				return fmt.Errorf("cannot reach the %[1]s at %[2]s: is the node running? Start it with 'aonode run' "+
+					"(or point --%[3]s-url or $%[4]s at a running %[1]s)\n  (%[5]v)", u.name, base, u.flag, u.env, err)
+			}
 		}
 	}
 	return fmt.Errorf("%w\n  is the node running? Start it with 'aonode run'", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/mu"
+	"github.com/aonode/aonode/placement"
 	"github.com/aonode/aonode/wallet"
 )
 
@@ -27,7 +28,12 @@ POST and DELETE /monitor/{process} (cron), GET /metrics.
 
 Items go to the process's SU (found from its Scheduler tag and the SU's
 Scheduler-Location record on --gateway-url). Results are pulled from --cu-url and
-their outboxes pushed onward, recursively. Every step is a task in a durable queue
+their outboxes pushed onward, recursively. --cu-url may list several CUs
+(comma-separated), and --cu-discover adds the CUs whose Compute-Price records the
+gateway holds: each process then runs on the cheapest healthy CU (equal ones share
+processes by rendezvous hashing), sticks to it, and fails over to the next when it
+stops answering (a 402 from a CU tries the next one, or later); see "Choosing CUs"
+in the README. Every step is a task in a durable queue
 in --data; an outbound item is signed by the MU wallet and stored before it is
 sent, so retries and restarts deliver each outbox message exactly once.
 The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first start.`,
@@ -38,7 +44,8 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 		walletPath := fs.String("wallet", "", "MU wallet `FILE` (default DIR/mu-wallet.json)")
 		walletType := fs.String("wallet-type", wallet.Ed25519, "`type` of a wallet created on first start: ed25519 (fast signatures) or arweave (RSA-4096)")
 		gateway := fs.String("gateway-url", envOr("GATEWAY_URL", "http://localhost:4000"), "gateway `URL` (default $GATEWAY_URL, then the local gateway)")
-		cu := fs.String("cu-url", envOr("CU_URL", "http://localhost:4004"), "Compute Unit `URL` (default $CU_URL, then the local CU)")
+		cu := fs.String("cu-url", envOr("CU_URL", "http://localhost:4004"), "Compute Unit `URLS`, comma-separated (default $CU_URL, then the local CU)")
+		discover := fs.Bool("cu-discover", false, "also use the CUs whose Compute-Price records --gateway-url holds")
 		rate := fs.String("rate-limit", "", "per-wallet ingress limit `N/INTERVAL`, e.g. 100/1m (default off)")
 		cron := fs.Duration("cron-interval", time.Second, "how often monitored processes are polled")
 		workers := fs.Int("workers", 16, "concurrent crank steps")
@@ -59,12 +66,19 @@ The wallet defaults to DATA/mu-wallet.json, created (Arweave RSA-4096) on first 
 			if err != nil {
 				return err
 			}
+			cus, err := placement.ParseURLs(*cu)
+			if err != nil {
+				return usageError("--cu-url: %v", err)
+			}
+			if len(cus) == 0 && !*discover {
+				return usageError("--cu-url: no CU URL (or --cu-discover)")
+			}
 			ln, err := listen(*host, *port)
 			if err != nil {
 				return err
 			}
 			srv, err := mu.New(ctx, mu.Config{
-				Signer: w, DataDir: *data, GatewayURL: *gateway, CUURL: *cu, RateLimit: rl, CronInterval: *cron,
+				Signer: w, DataDir: *data, GatewayURL: *gateway, CUURLs: cus, CUDiscover: *discover, RateLimit: rl, CronInterval: *cron,
 				Workers: *workers, SpawnPush: *spawnPush, Logger: logger(*verbose),
 			})
 			if err != nil {

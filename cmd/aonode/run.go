@@ -4,8 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/aonode/aonode/cu"
 	"github.com/aonode/aonode/node"
 )
 
@@ -13,7 +16,9 @@ var runCmd = &command{
 	name:    "run",
 	summary: "run a whole AO network in one process",
 	help: `Starts the gateway and permanent store (port 4000), the Messenger Unit (4002), the
-Scheduler Unit (4003) and the Compute Unit (4004), as the old ao-localnet did, with all data under --data. Unit wallets are created on first start
+Scheduler Unit (4003) and the Compute Unit (4004), as the old ao-localnet did (--cus N runs N CUs on 4004, 4006, 4007, ...,
+the next ports no other unit has,
+behind a router on --router-port, 4010, which clients use as their CU URL), with all data under --data. Unit wallets are created on first start
 and kept. The SU publishes its Scheduler-Location record, so clients find it through the
 gateway. Prints the URLs, the scheduler address and the environment lines for clients.
 SIGINT or SIGTERM shuts down gracefully: requests in flight finish and nothing
@@ -25,6 +30,10 @@ acknowledged is lost.`,
 		suPort := fs.Int("su-port", 4003, "Scheduler Unit `PORT`")
 		cuPort := fs.Int("cu-port", 4004, "Compute Unit `PORT`")
 		muPort := fs.Int("mu-port", 4002, "Messenger Unit `PORT`")
+		cus := fs.Int("cus", 1, "run `N` Compute Units, on the next ports from --cu-port that no other unit of the node has, each with its own wallet; with more than one, the MU places each process on one of them and a router on --router-port is the CU URL for clients")
+		routerPort := fs.Int("router-port", 4010, "CU router `PORT` (with --cus above 1)")
+		cuPrices := fs.String("cu-prices", "", "per-message `PRICES` of the CUs, comma-separated in --cus order (e.g. 5,1,3; missing or 0: free); needs --ledger")
+		ledger := fs.String("ledger", "", "token process `PID` whose Transfers to a CU's wallet fund balances on the priced CUs")
 		hbPort := fs.Int("hb-port", 8734, "AO-Core (mainnet) surface `PORT` for aos 2.x and aoconnect MODE 'mainnet' (0: off)")
 		explorerPort := fs.Int("explorer-port", 4005, "web explorer `PORT` (0: off)")
 		strictSched := fs.Bool("strict-scheduler", false, "refuse processes naming a scheduler this node does not serve (default: schedule them here, e.g. aos's default mainnet scheduler)")
@@ -37,6 +46,16 @@ acknowledged is lost.`,
 			if err := needArgs(args, 0, "no arguments"); err != nil {
 				return err
 			}
+			if *cus < 1 || *cus > 64 {
+				return usageError("--cus: %d, want 1 to 64", *cus)
+			}
+			prices, err := parseCUPrices(*cuPrices, *cus)
+			if err != nil {
+				return usageError("--cu-prices: %v", err)
+			}
+			if len(prices) > 0 && *ledger == "" {
+				return usageError("--cu-prices needs --ledger PID: the token process whose Transfers to a CU's wallet fund balances there")
+			}
 			stopPprof, err := servePprof(*pprofAddr)
 			if err != nil {
 				return err
@@ -48,6 +67,7 @@ acknowledged is lost.`,
 				MemoryBudget: *budget, UnitWallets: *unitWallets,
 				Logger: logger(*verbose), Progress: func(msg string) { fmt.Fprintln(stderr, "aonode:", msg) },
 				HBPort: *hbPort, StrictScheduler: *strictSched, ExplorerPort: *explorerPort,
+				CUs: *cus, RouterPort: *routerPort, CUPrices: prices, Ledger: strings.TrimSpace(*ledger),
 			})
 			if err != nil {
 				return err
@@ -77,7 +97,7 @@ Environment for clients (aoconnect, aonode):
   export SU_URL=%s
 
 Press Ctrl-C to stop.
-`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, explorerLine,
+`, *data, time.Since(start).Round(time.Millisecond), n.GatewayURL, n.MUURL, n.MUAddress, n.SUURL, n.SUAddress, n.CUURL, cuList(n)+explorerLine,
 				n.MUAddress, n.GatewayURL, n.MUURL, n.CUURL, n.SUAddress, n.MUAddress,
 				n.GatewayURL, n.MUURL, n.CUURL, n.SUURL)
 			if n.HBURL != "" {
@@ -98,6 +118,48 @@ Press Ctrl-C to stop.
 }
 
 func init() { root.subs = append(root.subs, runCmd) }
+
+// parseCUPrices reads --cu-prices: one per-message price per CU.
+func parseCUPrices(list string, cus int) ([]cu.Prices, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	parts := strings.Split(list, ",")
+	if len(parts) > cus {
+		return nil, fmt.Errorf("%d prices for %d CUs (--cus)", len(parts), cus)
+	}
+	var out []cu.Prices
+	on := false
+	for _, p := range parts {
+		n, err := strconv.ParseInt(strings.TrimSpace(p), 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a non-negative integer", p)
+		}
+		out = append(out, cu.Prices{Message: n})
+		on = on || n > 0
+	}
+	if !on {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// cuList names the CUs behind the router when there are several.
+func cuList(n *node.Node) string {
+	if len(n.CUURLs) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "            the router in front of %d CUs (GET / shows the placement table):\n", len(n.CUURLs))
+	for i, u := range n.CUURLs {
+		price := "free"
+		if i < len(n.CUPrices) && n.CUPrices[i].On() {
+			price = fmt.Sprintf("%d per message", n.CUPrices[i].Message)
+		}
+		fmt.Fprintf(&b, "  CU %-5d  %s    CU address %s  (%s)\n", i+1, u, n.CUAddresses[i], price)
+	}
+	return b.String()
+}
 
 var benchNodeCmd = &command{
 	name:    "node",
