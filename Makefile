@@ -1,5 +1,5 @@
 # The two commands a newcomer needs are `make run` and `make test` (see README).
-.PHONY: run test build bench fuzz
+.PHONY: run test build build-wasmtime test-wasmtime bench fuzz
 
 run:
 	go run ./cmd/aonode run
@@ -9,6 +9,18 @@ test:
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/aonode ./cmd/aonode
+
+# The CU's second wasm engine, Wasmtime (cgo and a C compiler; the static
+# library comes with the Go module): a binary with both engines.
+build-wasmtime:
+	CGO_ENABLED=1 go build -trimpath -tags wasmtime -o bin/aonode-wasmtime ./cmd/aonode
+
+# The CU's tests on the Wasmtime build: every cu/wasm test (the differential
+# ones against node included) runs on Wasmtime, TestEnginesAgree compares it
+# with wazero message by message, and the CU's own tests run on it.
+test-wasmtime:
+	CGO_ENABLED=1 go vet -tags wasmtime ./cu/...
+	CGO_ENABLED=1 go test -count=1 -timeout 20m -tags wasmtime ./cu/...
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...

@@ -29,13 +29,16 @@ type BenchConfig struct {
 	// taking turns; the table gives the median and the range, as one run on
 	// a shared or virtual machine can be off by a fifth.
 	Rounds   int
-	CacheDir string // wazero compilation cache
+	CacheDir string // compilation cache of the engines
+	// Engines are the wasm engines to measure, each in its own rows (default:
+	// every engine built into the binary, wasm.Engines).
+	Engines []string
 	// NodeDir is a directory with interop/loader.js and @permaweb/ao-loader
 	// installed; "" (or no node) leaves out the reference rows.
 	NodeDir string
 }
 
-// RunBench measures, in one run, one warm aos process answering Pings here
+// RunBench measures, in one run and on each of cfg.Engines, one warm aos process answering Pings here
 // (under the fuel limit and turns, as the CU runs a message, and without fuel checks), the same through node's ao-loader in
 // the reference CU's default mode (memory passed in and out per message) and
 // in its live-instance mode, the cold restore of a checkpoint, and a full
@@ -52,90 +55,113 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 		return err
 	}
 	msgs := benchMessages(cfg.Messages)
-	var mods [2]*wasm.Module // fuel checks on, off
-	for i := range mods {
-		if mods[i], err = wasm.Compile(ctx, bin, wasm.Options{Format: cfg.Format, CacheDir: cfg.CacheDir, Uninterruptible: i == 1}); err != nil {
-			return err
+	if len(cfg.Engines) == 0 {
+		cfg.Engines = wasm.Engines()
+	}
+	type engineRows struct {
+		name      string
+		mods      [2]*wasm.Module // fuel checks on, off
+		warm      [2]samples
+		warmCPU   [2]samples // messages per CPU-second of the process
+		replay    samples
+		replayCPU samples
+		forks     samples
+		restores  []restoreTimes
+	}
+	rows := make([]*engineRows, len(cfg.Engines))
+	for j, e := range cfg.Engines {
+		rows[j] = &engineRows{name: e}
+		for i := range rows[j].mods {
+			m, err := wasm.Compile(ctx, bin, wasm.Options{Format: cfg.Format, CacheDir: cfg.CacheDir, Uninterruptible: i == 1, Engine: e})
+			if err != nil {
+				return err
+			}
+			defer m.Close(ctx)
+			rows[j].mods[i] = m
 		}
-		defer mods[i].Close(ctx)
 	}
 	turns := benchTurns{p: newPool(1, 0)}
-	var warm [2]samples
-	var replay, forks samples
-	var restores []restoreTimes
 	for range cfg.Rounds {
-		for i, m := range mods {
-			// The checked module runs as the CU runs a message: under the
-			// fuel limit, a wall-clock guard and a yield hook.
-			icfg, hctx := wasm.Config{MemoryLimit: 1 << 30}, ctx
-			if i == 0 {
-				icfg.FuelLimit = uint64(DefaultMessageFuel)
-				var cancel context.CancelFunc
-				hctx, cancel = context.WithTimeout(wasm.WithYield(ctx, turns.yield), 5*time.Minute)
-				defer cancel()
-			}
-			in, err := m.Instantiate(ctx, icfg)
-			if err != nil {
-				return err
-			}
-			replayStart := time.Now()
-			for _, msg := range msgs[:2] { // boot, then the Ping handler
-				if _, err := handleOK(hctx, in, msg); err != nil {
+		for _, er := range rows {
+			for i, m := range er.mods {
+				// The checked module runs as the CU runs a message: under the
+				// fuel limit, a wall-clock guard and a yield hook.
+				icfg, hctx := wasm.Config{MemoryLimit: 1 << 30}, ctx
+				if i == 0 {
+					icfg.FuelLimit = uint64(DefaultMessageFuel)
+					var cancel context.CancelFunc
+					hctx, cancel = context.WithTimeout(wasm.WithYield(ctx, turns.yield), 5*time.Minute)
+					defer cancel()
+				}
+				in, err := m.Instantiate(ctx, icfg)
+				if err != nil {
 					return err
 				}
-			}
-			start := time.Now()
-			for _, msg := range msgs[2:] {
-				if _, err := handleOK(hctx, in, msg); err != nil {
-					return err
+				replayStart, replayCPU := time.Now(), processCPU()
+				for _, msg := range msgs[:2] { // boot, then the Ping handler
+					if _, err := handleOK(hctx, in, msg); err != nil {
+						return err
+					}
 				}
-			}
-			warm[i] = append(warm[i], float64(cfg.Messages)/time.Since(start).Seconds())
-			if i == 1 {
+				start, startCPU := time.Now(), processCPU()
+				for _, msg := range msgs[2:] {
+					if _, err := handleOK(hctx, in, msg); err != nil {
+						return err
+					}
+				}
+				er.warm[i] = append(er.warm[i], float64(cfg.Messages)/time.Since(start).Seconds())
+				er.warmCPU[i] = er.warmCPU[i].add(float64(cfg.Messages), processCPU()-startCPU)
+				if i == 1 {
+					in.Close(ctx)
+					continue
+				}
+				er.replay = append(er.replay, float64(len(msgs))/time.Since(replayStart).Seconds())
+				er.replayCPU = er.replayCPU.add(float64(len(msgs)), processCPU()-replayCPU)
+				// A dry-run evaluates on a fork of the live memory.
+				dryRuns := min(10, cfg.Messages)
+				start = time.Now()
+				for _, msg := range msgs[2 : 2+dryRuns] {
+					f, err := m.Fork(ctx, wasm.Config{MemoryLimit: 1 << 30}, in)
+					if err != nil {
+						return err
+					}
+					_, err = handleOK(ctx, f, msg)
+					f.Close(ctx)
+					if err != nil {
+						return err
+					}
+				}
+				er.forks = append(er.forks, float64(dryRuns)/time.Since(start).Seconds())
+				// A cold restore is of an evicted process: close the live one first.
+				image, err := in.Snapshot()
 				in.Close(ctx)
-				continue
-			}
-			replay = append(replay, float64(len(msgs))/time.Since(replayStart).Seconds())
-			// A dry-run evaluates on a fork of the live memory.
-			dryRuns := min(10, cfg.Messages)
-			start = time.Now()
-			for _, msg := range msgs[2 : 2+dryRuns] {
-				f, err := m.Fork(ctx, wasm.Config{MemoryLimit: 1 << 30}, in)
 				if err != nil {
 					return err
 				}
-				_, err = handleOK(ctx, f, msg)
-				f.Close(ctx)
+				rt, err := benchRestore(ctx, m, image)
 				if err != nil {
 					return err
 				}
+				er.restores = append(er.restores, rt)
 			}
-			forks = append(forks, float64(dryRuns)/time.Since(start).Seconds())
-			// A cold restore is of an evicted process: close the live one first.
-			image, err := in.Snapshot()
-			in.Close(ctx)
-			if err != nil {
-				return err
-			}
-			rt, err := benchRestore(ctx, m, image)
-			if err != nil {
-				return err
-			}
-			restores = append(restores, rt)
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "measurement (%s, %d Ping messages, median of %d)\tresult\n", filepath.Base(cfg.WasmPath), cfg.Messages, cfg.Rounds)
 	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\n", name, value) }
-	row("aonode, live instance, fuel limit and turns (as the CU runs)", warm[0].rate())
-	row("aonode, live instance, no fuel checks", warm[1].rate())
-	row("aonode, full replay from boot", replay.rate()+fmt.Sprintf(" (%d messages)", len(msgs)))
-	row("aonode, dry-runs (fork of the live memory, one Ping each)", forks.rate())
-	slices.SortFunc(restores, func(a, b restoreTimes) int { return cmp.Compare(a.total(), b.total()) })
-	r := restores[len(restores)/2]
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	row("aonode, cold restore of a checkpoint", fmt.Sprintf("%d ms (%d–%d; %.0f MiB memory: read and hash %d ms, instantiate %d ms)",
-		ms(r.total()), ms(restores[0].total()), ms(restores[len(restores)-1].total()), float64(r.size)/(1<<20), ms(r.read), ms(r.instantiate)))
+	for _, er := range rows {
+		a := "aonode (" + er.name + ")"
+		row(a+", live instance, fuel limit and turns (as the CU runs)", er.warm[0].rate()+er.warmCPU[0].perCPU())
+		row(a+", live instance, no fuel checks", er.warm[1].rate()+er.warmCPU[1].perCPU())
+		row(a+", full replay from boot", er.replay.rate()+er.replayCPU.perCPU()+fmt.Sprintf(" (%d messages)", len(msgs)))
+		row(a+", dry-runs (fork of the live memory, one Ping each)", er.forks.rate())
+		restores := er.restores
+		slices.SortFunc(restores, func(a, b restoreTimes) int { return cmp.Compare(a.total(), b.total()) })
+		r := restores[len(restores)/2]
+		row(a+", cold restore of a checkpoint", fmt.Sprintf("%d ms (%d–%d; %.0f MiB memory: read and hash %d ms, instantiate %d ms)",
+			ms(r.total()), ms(restores[0].total()), ms(restores[len(restores)-1].total()), float64(r.size)/(1<<20), ms(r.read), ms(r.instantiate)))
+	}
 	if cfg.NodeDir == "" {
 		return tw.Flush()
 	}
@@ -144,18 +170,29 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 		{"bench", "node ao-loader, live instance"},
 	}
 	node := make([]samples, len(modes))
+	nodeCPU := make([]samples, len(modes))
+	var nodeReplay, nodeReplayCPU samples // of the live instance
 	errs := make([]error, len(modes))
 	for range cfg.Rounds {
 		for i, mode := range modes {
 			if errs[i] != nil {
 				continue
 			}
-			v, err := nodeBench(ctx, cfg, mode.arg)
+			r, err := nodeBench(ctx, cfg, mode.arg)
 			if err != nil {
 				errs[i] = err
 				continue
 			}
-			node[i] = append(node[i], v)
+			node[i] = append(node[i], r.PerSecond)
+			if r.CPUPerSecond > 0 {
+				nodeCPU[i] = append(nodeCPU[i], r.CPUPerSecond)
+			}
+			if mode.arg == "bench" && r.ReplayPerSecond > 0 {
+				nodeReplay = append(nodeReplay, r.ReplayPerSecond)
+				if r.ReplayCPUPerSecond > 0 {
+					nodeReplayCPU = append(nodeReplayCPU, r.ReplayCPUPerSecond)
+				}
+			}
 		}
 	}
 	for i, mode := range modes {
@@ -163,13 +200,40 @@ func RunBench(ctx context.Context, cfg BenchConfig, w io.Writer) error {
 			row(mode.name, "not measured: "+errs[i].Error())
 			continue
 		}
-		row(mode.name, node[i].rate())
+		row(mode.name, node[i].rate()+nodeCPU[i].perCPU())
+	}
+	if len(nodeReplay) > 0 {
+		row("node ao-loader, live instance, full replay from boot", nodeReplay.rate()+nodeReplayCPU.perCPU()+fmt.Sprintf(" (%d messages)", len(msgs)))
 	}
 	return tw.Flush()
 }
 
 // samples are one row's measurements in messages per second.
 type samples []float64
+
+// add appends the rate of n messages in cpu of process CPU time (nothing
+// where CPU time is not known).
+func (s samples) add(n float64, cpu time.Duration) samples {
+	if cpu <= 0 {
+		return s
+	}
+	return append(s, n/cpu.Seconds())
+}
+
+// perCPU formats messages per CPU-second of the process (all its threads,
+// the garbage collector's included): on a machine shared with other work,
+// what the wall-clock rate would be on an idle core, and much steadier.
+func (s samples) perCPU() string {
+	if len(s) == 0 {
+		return ""
+	}
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if len(s) == 1 {
+		return fmt.Sprintf("; %.0f per CPU-second", s[0])
+	}
+	return fmt.Sprintf("; %.0f per CPU-second (%.0f–%.0f)", s[len(s)/2], s[0], s[len(s)-1])
+}
 
 // rate formats the median and, with more than one sample, the range.
 func (s samples) rate() string {
@@ -276,17 +340,27 @@ func benchMessages(n int) [][2][]byte {
 	return out
 }
 
-// nodeBench runs interop/loader.js and returns its messages per second.
-func nodeBench(ctx context.Context, cfg BenchConfig, mode string) (float64, error) {
+// nodeResult is what interop/loader.js reports of one bench run: Pings per
+// second of wall-clock and of the node process's CPU time, and the same for
+// boot and Pings together (the live instance's full replay).
+type nodeResult struct {
+	PerSecond          float64 `json:"perSecond"`
+	CPUPerSecond       float64 `json:"cpuPerSecond"`
+	ReplayPerSecond    float64 `json:"replayPerSecond"`
+	ReplayCPUPerSecond float64 `json:"replayCpuPerSecond"`
+}
+
+// nodeBench runs interop/loader.js in a bench mode.
+func nodeBench(ctx context.Context, cfg BenchConfig, mode string) (nodeResult, error) {
 	if _, err := exec.LookPath("node"); err != nil {
-		return 0, errors.New("node is not installed")
+		return nodeResult{}, errors.New("node is not installed")
 	}
 	if _, err := os.Stat(filepath.Join(cfg.NodeDir, "node_modules", "@permaweb", "ao-loader")); err != nil {
-		return 0, fmt.Errorf("@permaweb/ao-loader is not installed in %s (npm ci there)", cfg.NodeDir)
+		return nodeResult{}, fmt.Errorf("@permaweb/ao-loader is not installed in %s (npm ci there)", cfg.NodeDir)
 	}
 	path, err := filepath.Abs(cfg.WasmPath)
 	if err != nil {
-		return 0, err
+		return nodeResult{}, err
 	}
 	script := "loader.js"
 	if strings.HasPrefix(cfg.Format, "wasm64") {
@@ -297,17 +371,15 @@ func nodeBench(ctx context.Context, cfg BenchConfig, mode string) (float64, erro
 	cmd.Env = append(os.Environ(), "TZ=UTC")
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, fmt.Errorf("node %s: %w", script, err)
+		return nodeResult{}, fmt.Errorf("node %s: %w", script, err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if rest, ok := strings.CutPrefix(line, "@@ao "); ok {
-			var r struct {
-				PerSecond float64 `json:"perSecond"`
-			}
+			var r nodeResult
 			if json.Unmarshal([]byte(rest), &r) == nil && r.PerSecond > 0 {
-				return r.PerSecond, nil
+				return r, nil
 			}
 		}
 	}
-	return 0, errors.New("no result from node")
+	return nodeResult{}, errors.New("no result from node")
 }

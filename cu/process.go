@@ -225,7 +225,7 @@ func (s *Server) compile(ctx context.Context, id, format string, exts []string) 
 			e.err = fmt.Errorf("cu: module %s: %w", id, err)
 			return
 		}
-		e.mod, e.err = wasm.Compile(context.WithoutCancel(ctx), bin, wasm.Options{Format: format, Extensions: exts, CacheDir: s.cfg.cacheDir()})
+		e.mod, e.err = wasm.Compile(context.WithoutCancel(ctx), bin, wasm.Options{Format: format, Extensions: exts, CacheDir: s.cfg.cacheDir(), Engine: s.cfg.Engine})
 		if errors.Is(e.err, wasm.ErrUnsupported) {
 			e.err = httpErr(http.StatusUnprocessableEntity, "Module %s is not supported: %v", id, e.err)
 		}

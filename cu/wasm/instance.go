@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/aonode/aonode/cu/wasm/meter"
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -110,27 +108,28 @@ const (
 	journalMaxCost    = 2 * time.Second
 )
 
-// vm is one wazero instance of the module plus the host state the glue keeps
-// in JavaScript. Host functions find it through the call context.
+// vm is one engine instance of the module plus the host state the glue
+// keeps in JavaScript. Host functions are given it by the engine.
 type vm struct {
 	m          *Module
-	mod        api.Module
+	inst       instance
+	mem        linearMemory // inst.memory()
 	heapMax    uint64
 	limitPages uint32
 	drive      Arweave
 
-	handle, stackAlloc, stackRestoreFn, stackSaveFn, setThrew, tempretSet, malloc api.Function
-	asyncifyState, free                                                           api.Function
+	handle, stackAlloc, stackRestoreFn, stackSaveFn, setThrew, tempretSet, malloc function
+	asyncifyState, free                                                           function
 
 	// Asyncify emulation for the WeaveDrive imports (see asyncImport).
-	asyncStart, asyncStopUnwind, asyncStartRewind, asyncStopRewind api.Function
+	asyncStart, asyncStopUnwind, asyncStartRewind, asyncStopRewind function
 	asyncData                                                      uint32
-	fuel                                                           api.MutableGlobal // nil when uninterruptible
-	fuelLimit                                                      uint64            // of the running handle call; 0: none
-	fuelGrant                                                      int64             // fuel given at the last refill
-	fuelSpent                                                      uint64            // fuel burnt before the last refill
-	fuelUsed                                                       uint64            // fuel burnt by the last handle call
-	cfgFuel                                                        uint64            // Config.FuelLimit
+	fuel                                                           global // nil when uninterruptible
+	fuelLimit                                                      uint64 // of the running handle call; 0: none
+	fuelGrant                                                      int64  // fuel given at the last refill
+	fuelSpent                                                      uint64 // fuel burnt before the last refill
+	fuelUsed                                                       uint64 // fuel burnt by the last handle call
+	cfgFuel                                                        uint64 // Config.FuelLimit
 	asyncResult                                                    uint64
 	asyncRewinding                                                 bool
 
@@ -142,17 +141,15 @@ type vm struct {
 	files       map[int32]*driveFile
 	record      *[]driveOutcome // live: drive answers of this message
 	replay      *[]driveOutcome // rollback replay: answers to give back
-	tfuncs      map[uint32][]api.Function
-	efuncs      map[string][]api.Function
+	tfuncs      map[uint32][]function
+	efuncs      map[string][]function
 
 	// The gas counter and limit of a module metered by meter.InlineGas
 	// (nil otherwise: gasUsed then counts in the host's usegas).
-	gasUsedG, gasLimitG api.MutableGlobal
+	gasUsedG, gasLimitG global
 }
 
 type vmKey struct{}
-
-func vmFrom(ctx context.Context) *vm { return ctx.Value(vmKey{}).(*vm) }
 
 // Instantiate starts a new process instance with fresh memory. For the
 // emscripten2/3 formats this runs main() (booting Lua) as the reference does.
@@ -196,7 +193,7 @@ func (m *Module) Fork(ctx context.Context, cfg Config, from *Instance) (*Instanc
 		return nil, errClosed
 	}
 	defer m.leave()
-	mem := from.vm.mod.Memory()
+	mem := from.vm.mem
 	b, _ := mem.Read(0, mem.Size())
 	v, err := m.newVM(ctx, cfg, b, true, startNow)
 	if err != nil {
@@ -235,8 +232,8 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, ours bool,
 		gasLimit:   cfg.ComputeLimit,
 		cfgFuel:    cfg.FuelLimit,
 		files:      map[int32]*driveFile{},
-		tfuncs:     map[uint32][]api.Function{},
-		efuncs:     map[string][]api.Function{},
+		tfuncs:     map[uint32][]function{},
+		efuncs:     map[string][]function{},
 	}
 	if v.gasLimit == 0 {
 		v.gasLimit = defaultComputeLimit
@@ -253,21 +250,21 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, ours bool,
 	if m.weaveDrive {
 		v.drive = cfg.Arweave
 	}
-	ctx = withMemory(context.WithValue(ctx, vmKey{}, v), v.limitPages)
-	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	ctx = context.WithValue(ctx, vmKey{}, v)
+	inst, err := m.compiled.instantiate(ctx, v)
 	if err != nil {
 		return nil, fmt.Errorf("wasm: instantiate: %w", err)
 	}
-	v.mod = mod
+	v.inst, v.mem = inst, inst.memory()
 	ok := false
 	defer func() {
 		if !ok {
-			mod.Close(ctx)
+			inst.close(ctx)
 		}
 	}()
-	pick := func(names ...string) api.Function {
+	pick := func(names ...string) function {
 		for _, n := range names {
-			if f := mod.ExportedFunction(n); f != nil {
+			if f := inst.function(n); f != nil {
 				return f
 			}
 		}
@@ -283,17 +280,16 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, ours bool,
 	v.asyncifyState = pick("asyncify_get_state")
 	v.free = pick("free")
 	if m.metered {
-		u, ok1 := mod.ExportedGlobal(meter.GasUsedExport).(api.MutableGlobal)
-		l, ok2 := mod.ExportedGlobal(meter.GasLimitExport).(api.MutableGlobal)
-		if !ok1 || !ok2 {
+		u, l := inst.global(meter.GasUsedExport), inst.global(meter.GasLimitExport)
+		if u == nil || l == nil {
 			return nil, fmt.Errorf("wasm: instantiate: no gas globals")
 		}
 		v.gasUsedG, v.gasLimitG = u, l
 		l.Set(v.gasLimit)
 	}
 	if m.fuel {
-		g, ok := mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
-		if !ok {
+		g := inst.global(meter.FuelExport)
+		if g == nil {
 			return nil, fmt.Errorf("wasm: instantiate: no fuel global")
 		}
 		v.fuel = g
@@ -335,7 +331,7 @@ func (m *Module) newVM(ctx context.Context, cfg Config, image []byte, ours bool,
 
 // writeStackCookie writes the same guard words as the (ASSERTIONS) glue, so
 // memory images are byte-identical with the reference's.
-func (v *vm) writeStackCookie(ctx context.Context, end api.Function) {
+func (v *vm) writeStackCookie(ctx context.Context, end function) {
 	if end == nil {
 		return
 	}
@@ -343,7 +339,7 @@ func (v *vm) writeStackCookie(ctx context.Context, end api.Function) {
 	if p == 0 {
 		p = 4
 	}
-	mem := v.mod.Memory()
+	mem := v.mem
 	mem.WriteUint32Le(p, 0x02135467)
 	mem.WriteUint32Le(p+4, 0x89BACDFE)
 	mem.WriteUint32Le(0, 0x63736d65)
@@ -352,7 +348,7 @@ func (v *vm) writeStackCookie(ctx context.Context, end api.Function) {
 // load copies a memory image over the start of memory, growing first as the
 // reference does (resizeHeap to the image length). ours is newVM's.
 func (v *vm) load(image []byte, ours bool) error {
-	mem := v.mod.Memory()
+	mem := v.mem
 	if uint64(mem.Size()) < uint64(len(image)) && !v.resizeHeap(uint64(len(image))) {
 		return fmt.Errorf("wasm: memory image of %d bytes exceeds the memory limit", len(image))
 	}
@@ -420,7 +416,7 @@ func growTarget(old, req, heapMax uint64, cutDown int) uint64 {
 }
 
 func (v *vm) resizeHeap(req uint64) bool {
-	mem := v.mod.Memory()
+	mem := v.mem
 	old := uint64(mem.Size())
 	if req > v.heapMax {
 		return false
@@ -437,7 +433,7 @@ func (v *vm) resizeHeap(req uint64) bool {
 	return false
 }
 
-func (v *vm) call(ctx context.Context, f api.Function, args ...uint64) uint64 {
+func (v *vm) call(ctx context.Context, f function, args ...uint64) uint64 {
 	buf := make([]uint64, max(len(args), 1))
 	copy(buf, args)
 	if err := f.CallWithStack(ctx, buf); err != nil {
@@ -501,13 +497,13 @@ func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err er
 	}
 	err = v.safeCall(ctx, func() {
 		sp := v.stackSave(ctx)
-		mem := v.mod.Memory()
+		mem := v.mem
 		p1 := uint32(v.call(ctx, v.stackAlloc, uint64(len(msg)+1)))
 		mem.Write(p1, msg)
-		mem.WriteByte(p1+uint32(len(msg)), 0)
+		mem.Write(p1+uint32(len(msg)), nul)
 		p2 := uint32(v.call(ctx, v.stackAlloc, uint64(len(env)+1)))
 		mem.Write(p2, env)
-		mem.WriteByte(p2+uint32(len(env)), 0)
+		mem.Write(p2+uint32(len(env)), nul)
 		r := uint32(v.call(ctx, v.handle, uint64(p1), uint64(p2)))
 		for v.asyncData != 0 && !v.asyncRewinding {
 			// An Asyncify import unwound the stack: resume like the glue does,
@@ -517,7 +513,7 @@ func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err er
 			v.call(ctx, v.asyncStartRewind, uint64(v.asyncData))
 			r = uint32(v.call(ctx, v.handle, 0, 0))
 		}
-		out = []byte(cString(v.mod.Memory(), r))
+		out = []byte(cString(v.mem, r))
 		v.stackRestore(ctx, sp)
 		// A sanity check of ours, not the glue's: asyncify_get_state is a
 		// metered export on the -metering formats, so there it would add
@@ -528,6 +524,8 @@ func (v *vm) handleRaw(ctx context.Context, msg, env []byte) (out []byte, err er
 	})
 	return out, err
 }
+
+var nul = []byte{0}
 
 // evaluate runs one message and classifies the outcome: a Result (possibly
 // failed, deterministic) or an error (host-side, not part of the process's
@@ -719,7 +717,7 @@ func (in *Instance) record(msg, env []byte, drive []driveOutcome, cost time.Dura
 
 // rebase makes v's memory the new rollback base, with an empty journal.
 func (in *Instance) rebase(v *vm) {
-	mem := v.mod.Memory()
+	mem := v.mem
 	b, _ := mem.Read(0, mem.Size())
 	in.base, in.baseNow = in.img.set(b, uint64(v.limitPages)*65536), v.now
 	in.journal, in.journalSize, in.journalCost = nil, 0, 0
@@ -730,7 +728,7 @@ func (in *Instance) rebase(v *vm) {
 // into which the previous memory image is written.
 func (in *Instance) rollback(ctx context.Context) error {
 	ctx = detached(ctx)
-	in.vm.mod.Close(ctx)
+	in.vm.inst.close(ctx)
 	v, err := in.replay(ctx)
 	if err != nil {
 		return err
@@ -746,7 +744,7 @@ func (in *Instance) rollback(ctx context.Context) error {
 			want = growTarget(want, size, v.heapMax, 1)
 		}
 		if want != size {
-			v.mod.Close(ctx)
+			v.inst.close(ctx)
 			if v, err = in.m.newVM(ctx, in.cfg, in.base, true, in.baseNow); err != nil {
 				return err
 			}
@@ -774,7 +772,7 @@ func (in *Instance) replay(ctx context.Context) (*vm, error) {
 			err = fmt.Errorf("replayed message %d failed: %s", i, r.Error)
 		}
 		if err != nil {
-			v.mod.Close(ctx)
+			v.inst.close(ctx)
 			return nil, err
 		}
 	}
@@ -791,14 +789,14 @@ func (in *Instance) revert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	old, mem := v.mod.Memory(), in.vm.mod.Memory()
+	old, mem := v.mem, in.vm.mem
 	prev, _ := old.Read(0, old.Size())
 	cur, _ := mem.Read(0, mem.Size())
 	ok := len(prev) <= len(cur)
 	if ok {
 		copySparse(cur, prev, true)
 	}
-	v.mod.Close(ctx)
+	v.inst.close(ctx)
 	if !ok {
 		return fmt.Errorf("memory before the message (%d bytes) is larger than after it (%d bytes)", len(prev), len(cur))
 	}
@@ -855,8 +853,7 @@ func (in *Instance) Live(f func(mem []byte, untouched []bool) error) error {
 		return errClosed
 	}
 	defer in.m.leave()
-	mem := in.vm.mod.Memory()
-	b, _ := mem.Read(0, mem.Size())
+	b, _ := in.vm.mem.Read(0, in.vm.mem.Size())
 	return f(b, untouched(b))
 }
 
@@ -868,7 +865,7 @@ func (in *Instance) MemorySize() uint64 {
 		return 0
 	}
 	defer in.m.leave()
-	return uint64(in.vm.mod.Memory().Size())
+	return uint64(in.vm.mem.Size())
 }
 
 // Resident returns the bytes of memory the instance holds: the pages of its
@@ -883,7 +880,7 @@ func (in *Instance) Resident() uint64 {
 		return 0
 	}
 	defer in.m.leave()
-	mem, _ := in.vm.mod.Memory().Read(0, in.vm.mod.Memory().Size())
+	mem, _ := in.vm.mem.Read(0, in.vm.mem.Size())
 	n := touchedBytes(mem)
 	if in.base != nil && in.img.holds(in.base) {
 		// The buffer is reserved up to the memory limit; bases only grow.
@@ -923,7 +920,7 @@ func (in *Instance) Close(ctx context.Context) error {
 // shut closes the instance (in.mu held).
 func (in *Instance) shut(ctx context.Context) error {
 	in.closed = true
-	err := in.vm.mod.Close(context.WithoutCancel(ctx))
+	err := in.vm.inst.close(context.WithoutCancel(ctx))
 	in.base, in.journal = nil, nil
 	in.img.free()
 	return err

@@ -1,8 +1,10 @@
 // Package wasm runs AO process modules (emscripten-built Lua/aos WASM) for the
-// Compute Unit on wazero, reproducing what the reference JavaScript host
+// Compute Unit, reproducing what the reference JavaScript host
 // (@permaweb/ao-loader 0.0.49) does: the emscripten ABI imports, the
 // handle(msg, env) protocol, memory growth policy and memory-image
-// checkpoints (docs: shared/spec/runtime.md).
+// checkpoints (docs: shared/spec/runtime.md). The code runs on wazero (pure
+// Go) or, in a binary built with -tags wasmtime, on Wasmtime (engine.go);
+// both give the same results and memory.
 //
 // The host is sealed: process code cannot run commands, open host files or
 // observe host time; everything it sees comes from the message, the env and
@@ -12,12 +14,10 @@ package wasm
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/aonode/aonode/cu/wasm/wasmbin"
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -28,9 +28,15 @@ type Options struct {
 	// Extensions are the module's Extension tag values. Only "WeaveDrive" is
 	// known; any other makes Compile fail with an *UnsupportedError.
 	Extensions []string
-	// CacheDir, if set, keeps wazero's compiled machine code there, so that a
-	// restarted CU (or test binary) does not recompile aos (seconds of CPU).
+	// CacheDir, if set, keeps the engine's compiled machine code there, so
+	// that a restarted CU (or test binary) does not recompile aos (seconds of
+	// CPU).
 	CacheDir string
+	// Engine is the engine to compile with (EngineWazero, EngineWasmtime);
+	// "" is DefaultEngine. Engines lists those built into the binary. Both
+	// run the same rewritten binary through the same host functions, so they
+	// give the same results and memory for every message.
+	Engine string
 	// Uninterruptible compiles without the fuel checks that let a ctx
 	// deadline or cancellation stop a running message (a check at every
 	// function entry and loop header). Messages run slightly faster, but a
@@ -44,15 +50,15 @@ type Options struct {
 type Module struct {
 	format     format
 	weaveDrive bool
-	rt         wazero.Runtime
-	compiled   wazero.CompiledModule
+	engine     string
+	compiled   compiledModule
 	maxPages   uint32 // declared memory maximum
 	minPages   uint32
-	sigs       map[string]api.FunctionDefinition // exports by name
-	fuel       bool                              // instrumented by meter.AddFuel
-	ptr64      bool                              // wasm64 ABI (i64 pointers), memory lowered to 32 bits
-	metered    bool                              // instrumented by meter.AddGas (a -metering format)
-	dynCall    bool                              // invoke_<sig> calls the export dynCall_<sig> (see invoke)
+	sigs       map[string]funcType // exports by name
+	fuel       bool                // instrumented by meter.AddFuel
+	ptr64      bool                // wasm64 ABI (i64 pointers), memory lowered to 32 bits
+	metered    bool                // instrumented by meter.AddGas (a -metering format)
+	dynCall    bool                // invoke_<sig> calls the export dynCall_<sig> (see invoke)
 
 	// alive guards the instances' linear memories, which Close unmaps
 	// (memory_unix.go): every Instance operation holds it for reading, so
@@ -77,28 +83,6 @@ func (m *Module) enter() bool {
 
 func (m *Module) leave() { m.alive.RUnlock() }
 
-var (
-	cachesMu sync.Mutex
-	caches   = map[string]wazero.CompilationCache{}
-)
-
-func compilationCache(dir string) (wazero.CompilationCache, error) {
-	cachesMu.Lock()
-	defer cachesMu.Unlock()
-	if c, ok := caches[dir]; ok {
-		return c, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	c, err := wazero.NewCompilationCacheWithDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	caches[dir] = c
-	return c, nil
-}
-
 // Compile validates and compiles a module. Errors for modules this runtime
 // cannot run match ErrUnsupported; compile once per module id and reuse.
 func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
@@ -106,7 +90,11 @@ func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Module{format: f}
+	eng, engName, err := lookupEngine(opts.Engine)
+	if err != nil {
+		return nil, err
+	}
+	m := &Module{format: f, engine: engName}
 	for _, e := range opts.Extensions {
 		if e != ExtensionWeaveDrive {
 			return nil, &UnsupportedError{Kind: "Extension", Value: e}
@@ -135,37 +123,30 @@ func Compile(ctx context.Context, bin []byte, opts Options) (*Module, error) {
 	if bin, err = rewrite(bin, ro, opts.CacheDir); err != nil {
 		return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
 	}
-	cfg := wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2)
-	if opts.CacheDir != "" {
-		cache, err := compilationCache(opts.CacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("wasm: compilation cache: %w", err)
+	m.compiled, err = eng.compile(ctx, bin, engineCacheDir(opts.CacheDir, engName))
+	if err != nil {
+		var ue *UnsupportedError
+		if errors.As(err, &ue) && ue.Value == "" {
+			ue.Value = opts.Format
 		}
-		cfg = cfg.WithCompilationCache(cache)
+		return nil, err
 	}
-	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
 	ok := false
 	defer func() {
 		if !ok {
-			m.rt.Close(ctx)
+			m.compiled.close(ctx)
 		}
 	}()
-
-	m.compiled, err = m.rt.CompileModule(ctx, bin)
-	if err != nil {
-		return nil, &UnsupportedError{Kind: "binary", Value: opts.Format, Reason: err.Error()}
-	}
-	mems := m.compiled.ExportedMemories()
-	mem, found := mems["memory"]
+	mem, found := m.compiled.exportedMemory("memory")
 	if !found {
 		return nil, &UnsupportedError{Kind: "export", Value: "memory", Reason: "missing"}
 	}
-	m.minPages = mem.Min()
+	m.minPages = mem.min
 	m.maxPages = 65536
-	if mx, ok := mem.Max(); ok {
-		m.maxPages = mx
+	if mem.hasMax {
+		m.maxPages = mem.max
 	}
-	m.sigs = m.compiled.ExportedFunctions()
+	m.sigs = m.compiled.exportedFunctions()
 	if err := m.checkExports(); err != nil {
 		return nil, err
 	}
@@ -185,11 +166,24 @@ func (m *Module) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
-	return m.rt.Close(ctx)
+	return m.compiled.close(ctx)
 }
 
 // Format returns the module's Module-Format.
 func (m *Module) Format() string { return m.format.name }
+
+// Engine returns the name of the engine the module was compiled with.
+func (m *Module) Engine() string { return m.engine }
+
+// engineCacheDir is where an engine keeps its compiled code under the
+// CacheDir of Options: wazero in the directory itself (as before there was
+// a choice), others in a subdirectory of their name.
+func engineCacheDir(dir, engine string) string {
+	if dir == "" || engine == EngineWazero {
+		return dir
+	}
+	return filepath.Join(dir, engine)
+}
 
 type sig struct{ params, results []api.ValueType }
 

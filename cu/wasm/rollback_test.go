@@ -10,7 +10,7 @@ import (
 // (which would also start a new rollback base).
 func memory(t *testing.T, in *Instance) []byte {
 	t.Helper()
-	mem := in.vm.mod.Memory()
+	mem := in.vm.mem
 	b, ok := mem.Read(0, mem.Size())
 	if !ok {
 		t.Fatal("memory unreadable")
