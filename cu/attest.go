@@ -19,7 +19,8 @@ import (
 // The digests are computed as each message is evaluated (the memory digest
 // incrementally, digest.go); the item is signed when first asked for (GET
 // /attestation, the ao-attestation header of /result) or, with
-// PublishAttestations, right after evaluation, and then stored: an RSA
+// PublishAttestations, by a background publisher soon after evaluation, and
+// then stored: an RSA
 // wallet's signature is not deterministic, so its attestations are signed
 // once; an Ed25519 wallet signs the same item every time, so its items are
 // signed again rather than stored, unless they are published.

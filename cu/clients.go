@@ -22,6 +22,18 @@ import (
 // when the SU or gateway does not know an id.
 var ErrNotFound = errors.New("cu: not found")
 
+// UpstreamError is a failure of a unit the CU depends on (its SU or the
+// gateway): the CU answers 502, so that a client or router does not take the
+// CU itself for unwell.
+type UpstreamError struct{ Err error }
+
+func (e *UpstreamError) Error() string { return e.Err.Error() }
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+func upstreamf(format string, args ...any) error {
+	return &UpstreamError{fmt.Errorf(format, args...)}
+}
+
 // Scheduler is how the CU reads a process's schedule (units.md §5.3, §5.5).
 // The HTTP implementation talks to the process's SU; `aonode run` can plug in
 // the in-process SU. Shapes are the SU's wire JSON, so both behave alike.
@@ -89,6 +101,10 @@ func NewHTTPGateway(base string) *HTTPGateway {
 }
 
 func httpGet(ctx context.Context, c *http.Client, u string) ([]byte, int, error) {
+	return httpGetLimit(ctx, c, u, -1)
+}
+
+func httpGetLimit(ctx context.Context, c *http.Client, u string, max int64) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, 0, err
@@ -98,9 +114,16 @@ func httpGet(ctx context.Context, c *http.Client, u string) ([]byte, int, error)
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	var r io.Reader = resp.Body
+	if max >= 0 {
+		r = io.LimitReader(resp.Body, max+1)
+	}
+	b, err := io.ReadAll(r)
 	if err != nil {
 		return nil, resp.StatusCode, fmt.Errorf("read %s: %w", u, err)
+	}
+	if max >= 0 && int64(len(b)) > max {
+		return nil, resp.StatusCode, fmt.Errorf("read %s: %w (%d bytes)", u, errTooLarge, max)
 	}
 	return b, resp.StatusCode, nil
 }
@@ -114,12 +137,12 @@ func (g *HTTPGateway) graphql(ctx context.Context, query string, vars map[string
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := g.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cu: gateway graphql: %w", err)
+		return upstreamf("cu: gateway graphql: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("cu: gateway graphql: status %d: %.200s", resp.StatusCode, b)
+		return upstreamf("cu: gateway graphql: status %d: %.200s", resp.StatusCode, b)
 	}
 	var env struct {
 		Data   json.RawMessage `json:"data"`
@@ -128,10 +151,10 @@ func (g *HTTPGateway) graphql(ctx context.Context, query string, vars map[string
 		} `json:"errors"`
 	}
 	if err := json.Unmarshal(b, &env); err != nil {
-		return fmt.Errorf("cu: gateway graphql: %w", err)
+		return upstreamf("cu: gateway graphql: %w", err)
 	}
 	if len(env.Errors) > 0 {
-		return fmt.Errorf("cu: gateway graphql: %s", env.Errors[0].Message)
+		return upstreamf("cu: gateway graphql: %s", env.Errors[0].Message)
 	}
 	return json.Unmarshal(env.Data, out)
 }
@@ -172,15 +195,24 @@ func (g *HTTPGateway) Tx(ctx context.Context, id string) (*Tx, error) {
 
 // Raw returns GET /raw/{id}.
 func (g *HTTPGateway) Raw(ctx context.Context, id string) ([]byte, error) {
-	b, code, err := httpGet(ctx, g.Client, g.URL+"/raw/"+url.PathEscape(id))
+	return g.RawLimit(ctx, id, -1)
+}
+
+// errTooLarge is RawLimit's refusal of data over its limit.
+var errTooLarge = errors.New("larger than allowed")
+
+// RawLimit is Raw for data of at most max bytes (negative: no limit); more
+// is an error wrapping errTooLarge, read no further than max+1 bytes.
+func (g *HTTPGateway) RawLimit(ctx context.Context, id string, max int64) ([]byte, error) {
+	b, code, err := httpGetLimit(ctx, g.Client, g.URL+"/raw/"+url.PathEscape(id), max)
 	if err != nil {
-		return nil, fmt.Errorf("cu: gateway raw %s: %w", id, err)
+		return nil, upstreamf("cu: gateway raw %s: %w", id, err)
 	}
 	if code == http.StatusNotFound {
 		return nil, fmt.Errorf("%w: raw %s", ErrNotFound, id)
 	}
 	if code/100 != 2 {
-		return nil, fmt.Errorf("cu: gateway raw %s: status %d", id, code)
+		return nil, upstreamf("cu: gateway raw %s: status %d", id, code)
 	}
 	return b, nil
 }
@@ -236,12 +268,12 @@ func (g *HTTPGateway) Upload(ctx context.Context, item []byte) error {
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := g.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cu: upload: %w", err)
+		return upstreamf("cu: upload: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("cu: upload: status %d: %.200s", resp.StatusCode, b)
+		return upstreamf("cu: upload: status %d: %.200s", resp.StatusCode, b)
 	}
 	return nil
 }
@@ -273,11 +305,11 @@ func (d httpDrive) Tx(ctx context.Context, id string) ([]byte, error) {
 		return nil, wasm.ErrNotFound
 	}
 	if code/100 != 2 {
-		return nil, fmt.Errorf("cu: gateway tx %s: status %d", id, code)
+		return nil, upstreamf("cu: gateway tx %s: status %d", id, code)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("cu: gateway tx %s: %w", id, err)
+		return nil, upstreamf("cu: gateway tx %s: %w", id, err)
 	}
 	if _, ok := m["ownerAddress"]; !ok {
 		if t, err := d.g.Tx(ctx, id); err == nil {
@@ -296,7 +328,7 @@ func (d httpDrive) Block(ctx context.Context, height int64) ([]byte, error) {
 		return nil, wasm.ErrNotFound
 	}
 	if code/100 != 2 {
-		return nil, fmt.Errorf("cu: gateway block %d: status %d", height, code)
+		return nil, upstreamf("cu: gateway block %d: status %d", height, code)
 	}
 	return b, nil
 }
@@ -430,16 +462,16 @@ func (s *HTTPScheduler) get(ctx context.Context, pid, path string, q url.Values,
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
 	if err != nil {
-		return fmt.Errorf("cu: SU %s: %w", u, err)
+		return upstreamf("cu: SU %s: %w", u, err)
 	}
 	if code == http.StatusNotFound || code == http.StatusBadRequest {
 		return fmt.Errorf("%w: SU %s: status %d: %.200s", ErrNotFound, path, code, b)
 	}
 	if code/100 != 2 {
-		return fmt.Errorf("cu: SU %s: status %d: %.200s", u, code, b)
+		return upstreamf("cu: SU %s: status %d: %.200s", u, code, b)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("cu: SU %s: %w", u, err)
+		return upstreamf("cu: SU %s: %w", u, err)
 	}
 	return nil
 }
@@ -490,7 +522,7 @@ func (s *HTTPScheduler) Now(ctx context.Context, pid string) (int64, int64, erro
 	ts, err1 := parseLooseInt(t.Timestamp)
 	h, err2 := parseLooseInt(t.BlockHeight)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("cu: SU /timestamp: %w", err)
+		return 0, 0, upstreamf("cu: SU /timestamp: %w", err)
 	}
 	return ts, h, nil
 }

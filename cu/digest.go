@@ -30,7 +30,8 @@ var (
 	zeroChunkSums = map[int][32]byte{} // by pages in the chunk; filled by zeroChunkSum
 )
 
-// zeroChunkSum is C_j of a chunk of n zero pages.
+// zeroChunkSum is C_j of a chunk of n zero pages: from the table for the
+// sizes a wasm memory can end in, else computed.
 func zeroChunkSum(n int) [32]byte {
 	if s, ok := zeroChunkSums[n]; ok {
 		return s
@@ -39,21 +40,24 @@ func zeroChunkSum(n int) [32]byte {
 	for range n {
 		h.Write(zeroPageSum[:])
 	}
-	s := [32]byte(h.Sum(nil))
-	return s
+	return [32]byte(h.Sum(nil))
 }
 
 func init() {
-	// Every chunk size a memory can end in (64 KiB steps), computed once so
-	// zeroChunkSum never writes the map concurrently.
+	// Every chunk size a wasm memory can end in (64 KiB steps), filled
+	// once here: the map is only read after init.
 	for n := 16; n <= digestChunk; n += 16 {
 		zeroChunkSums[n] = zeroChunkSum(n)
 	}
 }
 
 // MemoryDigest is the Memory-SHA-256 of mem, computed from scratch (what a
-// verifier with a memory dump does).
+// verifier with a memory dump does). A wasm memory is a whole number of
+// 64 KiB pages; mem of another length has no digest ("").
 func MemoryDigest(mem []byte) string {
+	if len(mem)%digestPage != 0 {
+		return ""
+	}
 	var d memDigest
 	return d.sum(mem, nil)
 }

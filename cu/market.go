@@ -81,11 +81,21 @@ func writePaymentError(w http.ResponseWriter, e *PaymentError) {
 type market struct {
 	mu      sync.Mutex
 	stored  map[string]int64 // address → balance in the store (loaded on use)
-	pending map[string]int64 // address → charges made but not yet stored
+	pending map[string]int64 // address → charges made (or reserved) but not yet stored
+	// gen counts invalidations: a balance read from the store is cached
+	// only if none happened while it was read, or it could miss a charge.
+	gen uint64
 
 	seq       atomic.Int64 // makes dry-run charge refs unique
 	syncMu    sync.Mutex   // one ledger scan at a time
 	syncBegan time.Time
+	syncErr   error // of the last scan, for the callers that shared it
+}
+
+// invalidate drops address's cached balance (m.mu held).
+func (m *market) invalidate(address string) {
+	delete(m.stored, address)
+	m.gen++
 }
 
 // pricing reports whether work is metered and charged.
@@ -99,7 +109,7 @@ func (s *Server) exempt(p *proc) bool { return p.info.pid == s.cfg.Ledger }
 func (s *Server) Balance(ctx context.Context, address string) (int64, error) {
 	s.mkt.mu.Lock()
 	b, ok := s.mkt.stored[address]
-	pend := s.mkt.pending[address]
+	pend, gen := s.mkt.pending[address], s.mkt.gen
 	s.mkt.mu.Unlock()
 	if !ok {
 		credited, charged, err := s.store.balance(ctx, address)
@@ -108,7 +118,9 @@ func (s *Server) Balance(ctx context.Context, address string) (int64, error) {
 		}
 		b = credited - charged
 		s.mkt.mu.Lock()
-		s.mkt.stored[address] = b
+		if s.mkt.gen == gen {
+			s.mkt.stored[address] = b
+		}
 		pend = s.mkt.pending[address]
 		s.mkt.mu.Unlock()
 	}
@@ -126,6 +138,9 @@ func (s *Server) afford(ctx context.Context, payer string, price int64) error {
 	if bal >= price {
 		return nil
 	}
+	// Before refusing, the ledger is read again: a payment may just have
+	// been made. Refusals that come while a scan runs share it; a scan
+	// with nothing new on the ledger costs one SU request.
 	if s.cfg.Ledger != "" {
 		if err := s.syncLedger(ctx); err != nil {
 			s.log.Warn("reading the ledger for payments failed", "ledger", s.cfg.Ledger, "err", err)
@@ -160,22 +175,37 @@ func (s *Server) settled(rows []evalRow) {
 			if s.mkt.pending[c.Payer] == 0 {
 				delete(s.mkt.pending, c.Payer)
 			}
-			delete(s.mkt.stored, c.Payer)
+			s.mkt.invalidate(c.Payer)
 		}
 	}
 }
 
-// chargeNow stores a charge that is not part of an evaluation (a dry-run, a
-// verification).
-func (s *Server) chargeNow(ctx context.Context, c chargeRow) error {
-	err := s.store.charge(context.WithoutCancel(ctx), c)
-	s.mkt.mu.Lock()
-	delete(s.mkt.stored, c.Payer)
-	s.mkt.mu.Unlock()
-	if err == nil {
-		s.metrics.charged.Add(c.Amount)
+// reserve checks that payer can pay price for work that is not an
+// evaluation (a dry-run, a verification) and holds the amount until done is
+// called with the charge to store (nil: the work failed, nothing is
+// charged), so that concurrent requests cannot all spend one balance.
+func (s *Server) reserve(ctx context.Context, payer string, price int64) (done func(ctx context.Context, c *chargeRow) error, err error) {
+	if err := s.afford(ctx, payer, price); err != nil {
+		return nil, err
 	}
-	return err
+	s.debit(payer, price)
+	return func(ctx context.Context, c *chargeRow) error {
+		var err error
+		if c != nil {
+			err = s.store.charge(context.WithoutCancel(ctx), *c)
+			if err == nil {
+				s.metrics.charged.Add(c.Amount)
+			}
+		}
+		s.mkt.mu.Lock()
+		s.mkt.pending[payer] -= price
+		if s.mkt.pending[payer] == 0 {
+			delete(s.mkt.pending, payer)
+		}
+		s.mkt.invalidate(payer)
+		s.mkt.mu.Unlock()
+		return err
+	}, nil
 }
 
 // syncLedger evaluates the ledger process to its latest message and credits
@@ -193,9 +223,16 @@ func (s *Server) syncLedger(ctx context.Context) error {
 	s.mkt.syncMu.Lock()
 	defer s.mkt.syncMu.Unlock()
 	if s.mkt.syncBegan.After(asked) {
-		return nil // a scan that began after this call was asked for has run
+		return s.mkt.syncErr // a scan that began after this call was asked for has run
 	}
 	s.mkt.syncBegan = time.Now()
+	err := s.scanLedger(ctx, ledger)
+	s.mkt.syncErr = err
+	return err
+}
+
+// scanLedger is syncLedger's scan (s.mkt.syncMu held).
+func (s *Server) scanLedger(ctx context.Context, ledger string) error {
 	p, err := s.process(ctx, ledger)
 	if err != nil {
 		return fmt.Errorf("ledger %s: %w", ledger, err)
@@ -226,7 +263,7 @@ func (s *Server) syncLedger(ctx context.Context) error {
 		}
 		s.mkt.mu.Lock()
 		for _, c := range cs {
-			delete(s.mkt.stored, c.Address)
+			s.mkt.invalidate(c.Address)
 			s.metrics.credited.Add(c.Amount)
 		}
 		s.mkt.mu.Unlock()
@@ -424,22 +461,28 @@ func isID(s string) bool {
 }
 
 // dryRunPayer checks, with pricing on, that pid's owner can pay for a
-// dry-run, and returns the charge to make once it is answered.
-func (s *Server) dryRunPayer(ctx context.Context, pid string) (func(context.Context) error, error) {
-	none := func(context.Context) error { return nil }
+// dry-run, holds the price, and returns what to call once the dry-run is
+// answered (ok) or failed (!ok). The owner pays for reads of their process:
+// a dry-run is unsigned, so nobody else can be charged; --dry-run-rate-limit
+// bounds what one client can spend.
+func (s *Server) dryRunPayer(ctx context.Context, pid string) (func(ctx context.Context, ok bool) error, error) {
 	if !s.pricing() || s.cfg.Prices.DryRun == 0 || pid == s.cfg.Ledger {
-		return none, nil
+		return func(context.Context, bool) error { return nil }, nil
 	}
 	p, err := s.process(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.afford(ctx, p.info.owner, s.cfg.Prices.DryRun); err != nil {
+	done, err := s.reserve(ctx, p.info.owner, s.cfg.Prices.DryRun)
+	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) error {
+	return func(ctx context.Context, ok bool) error {
+		if !ok {
+			return done(ctx, nil)
+		}
 		ref := fmt.Sprintf("%d-%d", time.Now().UnixNano(), s.mkt.seq.Add(1))
-		return s.chargeNow(ctx, chargeRow{Payer: p.info.owner, Process: pid, Kind: "dry-run", Ref: ref, Amount: s.cfg.Prices.DryRun})
+		return done(ctx, &chargeRow{Payer: p.info.owner, Process: pid, Kind: "dry-run", Ref: ref, Amount: s.cfg.Prices.DryRun, Messages: 1})
 	}, nil
 }
 

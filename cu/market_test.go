@@ -432,3 +432,34 @@ func TestPublishAttestationsAndPrices(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestPricedReplay: a CU that replays a process from the start (no
+// checkpoint) asks no one to pay again for the slots already charged, so a
+// balance that covers the next message is enough.
+func TestPricedReplay(t *testing.T) {
+	n := newNetwork(t)
+	ledger := n.spawn()
+	n.eval(ledger, tokenLua)
+	pid := n.spawn()
+	var msgs []string
+	for i := range 5 {
+		msgs = append(msgs, n.eval(pid, fmt.Sprintf("Y = %d; return Y", i)))
+	}
+	key := cuKey("replay")
+	dir := t.TempDir()
+	prices := Prices{Message: 100}
+	s, url := n.newCU(Config{Signer: key, Prices: prices, Ledger: ledger, DataDir: dir, CheckpointEvery: -1}, false)
+	n.transfer(ledger, signerAddress(key), 6*100+50)
+	result(t, url, pid, msgs[4]) // six slots charged: 50 left
+	s.Close()
+	n.transfer(ledger, signerAddress(key), 100) // 150: one more message, not six
+	_, url2 := n.newCU(Config{Signer: key, Prices: prices, Ledger: ledger, DataDir: dir, CheckpointEvery: -1}, false)
+	m := n.eval(pid, "return Y * 10")
+	if r := result(t, url2, pid, m); r.data() != "40" {
+		t.Fatalf("after a replay: %s", r.Output)
+	}
+	var b struct{ Balance string }
+	if getJSON(t, url2+"/balance/"+signerAddress(clientKey), &b); b.Balance != "50" {
+		t.Fatalf("balance after a replay and one message: %s, want 50", b.Balance)
+	}
+}

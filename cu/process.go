@@ -500,9 +500,16 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
 	}
 	if !skip {
+		// A slot whose result is stored was paid for (or was free): a replay
+		// that rebuilds the memory through it charges nothing.
+		paid := false
 		if s.pricing() && !s.exempt(p) {
-			if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
+			if _, stored, err := s.store.resultAt(ctx, p.info.pid, sl.Timestamp, sl.Nonce); err != nil {
 				return err
+			} else if paid = stored; !paid {
+				if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
+					return err
+				}
 			}
 		}
 		start := time.Now()
@@ -518,7 +525,9 @@ func (s *Server) step(ctx context.Context, p *proc, e su.EdgeJSON, batch *[]eval
 		if row.Attest, err = s.attestFields(p, res, sl.Nonce, sl.AssignmentID, sl.HashChain); err != nil {
 			return err
 		}
-		row.Charge = s.charge(ctx, p, "slot:"+itoa(sl.Nonce), res, time.Since(start))
+		if !paid {
+			row.Charge = s.charge(ctx, p, "slot:"+itoa(sl.Nonce), res, time.Since(start))
+		}
 		*batch = append(*batch, row)
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = sl.Timestamp, sl.Nonce, ""
 	}
@@ -637,11 +646,6 @@ func (s *Server) crons(ctx context.Context, p *proc, upto int64, batch *[]evalRo
 		blocks = bs
 	}
 	fire := func(c cronSpec, ts, height int64) error {
-		if s.pricing() && !s.exempt(p) {
-			if err := s.afford(ctx, payerOf(ctx, p), s.cfg.Prices.Message); err != nil {
-				return err
-			}
-		}
 		start := time.Now()
 		res, err := s.handle(ctx, p, cronDoc(p.info.pid, p.info.owner, c.Tags, ts, height))
 		if err != nil {
@@ -652,14 +656,45 @@ func (s *Server) crons(ctx context.Context, p *proc, upto int64, batch *[]evalRo
 		if row.Attest, err = s.attestFields(p, res, p.pos.Nonce, p.pos.Assignment, p.pos.HashChain); err != nil {
 			return err
 		}
-		row.Charge = s.charge(ctx, p, fmt.Sprintf("cron:%d:%d:%s", ts, p.pos.Nonce, c.ID), res, time.Since(start))
+		if _, stored, err := s.store.cronResult(ctx, p.info.pid, ts, p.pos.Nonce, c.ID); err != nil {
+			return err
+		} else if !stored {
+			row.Charge = s.charge(ctx, p, fmt.Sprintf("cron:%d:%d:%s", ts, p.pos.Nonce, c.ID), res, time.Since(start))
+		}
 		*batch = append(*batch, row)
 		p.pos.Timestamp, p.pos.Ordinate, p.pos.Cron = ts, p.pos.Nonce, c.ID
 		return nil
 	}
+	// Ticks up to the newest stored evaluation are a replay, already paid.
+	var storedUpTo int64 = -1 << 62
+	if s.pricing() && !s.exempt(p) {
+		rows, _, err := s.store.evals(ctx, rangeQuery{Process: p.info.pid, Desc: true, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			storedUpTo = rows[0].Timestamp
+		}
+	}
 	tick := p.pos.CronNext
 	for ; tick < upto; tick += 1000 {
 		sec := floorDiv(tick, 1000)
+		// A tick is evaluated whole or not at all: a refusal between two of
+		// its crons would leave the first evaluated and the position before
+		// it, to be evaluated again. So the payer must afford every cron the
+		// tick may fire (each cron, once per block due and once for the
+		// interval) before the first.
+		if s.pricing() && !s.exempt(p) && tick > storedUpTo {
+			due := int64(1)
+			for _, b := range blocks {
+				if sec >= floorDiv(b.Timestamp, 1000) {
+					due++
+				}
+			}
+			if err := s.afford(ctx, payerOf(ctx, p), satMul(satMul(due, int64(len(p.info.crons))), s.cfg.Prices.Message)); err != nil {
+				return err
+			}
+		}
 		for len(blocks) > 0 && sec >= floorDiv(blocks[0].Timestamp, 1000) {
 			b := blocks[0]
 			blocks = blocks[1:]

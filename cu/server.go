@@ -945,13 +945,8 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
 			return
 		}
-		pay, err := s.dryRunPayer(r.Context(), pid)
-		if err != nil {
-			s.fail(w, err)
-			return
-		}
 		if b, ok := s.dryRunCached(pid, body, o); ok {
-			s.reply(w, b, pay(r.Context()))
+			s.reply(w, b, nil) // a cached answer costs nothing
 			return
 		}
 		if !s.limiter.allow(r) {
@@ -959,9 +954,14 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, http.StatusTooManyRequests, "Rate limit exceeded")
 			return
 		}
+		pay, err := s.dryRunPayer(r.Context(), pid)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
 		b, err := s.DryRun(r.Context(), pid, body, o)
-		if err == nil {
-			err = pay(r.Context())
+		if perr := pay(r.Context(), err == nil); err == nil {
+			err = perr
 		}
 		s.reply(w, b, err)
 	})
@@ -1085,6 +1085,9 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "request canceled")
+	case errors.As(err, new(*UpstreamError)):
+		s.log.Warn("request failed upstream", "err", err)
+		writeError(w, http.StatusBadGateway, err.Error())
 	default:
 		s.log.Error("request failed", "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())

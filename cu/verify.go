@@ -71,12 +71,19 @@ func (s *Server) Verify(ctx context.Context, req []byte) ([]byte, *Verdict, erro
 		return nil, nil, err
 	}
 	fee := int64(0)
+	done := func(context.Context, *chargeRow) error { return nil }
 	if s.pricing() {
 		fee = s.cfg.Prices.Verification
-		if err := s.afford(ctx, payer, fee); err != nil {
+		if done, err = s.reserve(ctx, payer, fee); err != nil {
 			return nil, nil, err
 		}
 	}
+	charged := false
+	defer func() {
+		if !charged {
+			done(ctx, nil)
+		}
+	}()
 	// The messages evaluated to check the slot are the requester's to pay.
 	mine, err := s.ownAttestation(withPayer(ctx, payer), a)
 	if err != nil {
@@ -117,10 +124,9 @@ func (s *Server) Verify(ctx context.Context, req []byte) ([]byte, *Verdict, erro
 		return nil, nil, fmt.Errorf("cu: sign verdict: %w", err)
 	}
 	v.ID = vi.ID()
-	if fee > 0 {
-		if err := s.chargeNow(ctx, chargeRow{Payer: payer, Process: a.pid, Kind: "verify", Ref: it.ID(), Amount: fee}); err != nil {
-			return nil, nil, err
-		}
+	charged = true
+	if err := done(ctx, &chargeRow{Payer: payer, Process: a.pid, Kind: "verify", Ref: it.ID(), Amount: fee}); err != nil {
+		return nil, nil, err
 	}
 	if s.cfg.PublishAttestations {
 		if err := s.gw.Upload(ctx, vi.Bytes()); err != nil {
@@ -157,7 +163,17 @@ func (s *Server) readAttestation(ctx context.Context, req *ans104.DataItem) (*at
 			return nil, fmt.Errorf("cu: read attestation %s: %w", name, err)
 		}
 		// The gateway verified the item's signature when it took it.
-		if data, err = s.gw.Raw(ctx, name); err != nil {
+		if rl, ok := s.gw.(interface {
+			RawLimit(context.Context, string, int64) ([]byte, error)
+		}); ok {
+			data, err = rl.RawLimit(ctx, name, maxVerifyBody)
+		} else {
+			data, err = s.gw.Raw(ctx, name)
+		}
+		if errors.Is(err, errTooLarge) {
+			return nil, httpErr(http.StatusRequestEntityTooLarge, "Attestation %s holds more than %d bytes of result", name, maxVerifyBody)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("cu: read attestation %s: %w", name, err)
 		}
 		tags = func(n string) (string, bool) { return tagValue(tx.Tags, n) }

@@ -303,7 +303,9 @@ type Pushed struct {
 }
 
 // Push verifies a Message to pid, schedules it through the MU (which also
-// cranks its outbox), and returns its slot and result.
+// cranks its outbox), and returns its slot and result. When the message was
+// scheduled but its result cannot be read (a CU's 402, an outage), Push
+// returns the slot and id with the error.
 func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, error) {
 	if !validID(pid) {
 		return nil, errorf(http.StatusBadRequest, "%q is not a process id", pid)
@@ -331,7 +333,9 @@ func (a *Adapter) Push(ctx context.Context, pid string, body []byte) (*Pushed, e
 	}
 	raw, att, err := a.result(ctx, pid, id)
 	if err != nil {
-		return nil, err
+		// Scheduled all the same: the caller learns where, so it does not
+		// push the message again.
+		return &Pushed{Slot: slot, Process: pid, ID: id}, err
 	}
 	return &Pushed{Slot: slot, Process: pid, ID: id, Raw: raw, Attestation: att}, nil
 }

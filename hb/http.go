@@ -134,6 +134,10 @@ func (a *Adapter) processRoute(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 		res, err := a.Push(ctx, pid, body)
 		if err != nil {
+			if res != nil {
+				w.Header().Set("slot", strconv.FormatInt(res.Slot, 10))
+				w.Header().Set("id", res.ID)
+			}
 			writeError(w, err)
 			return
 		}

@@ -422,7 +422,8 @@ const (
 	// Answered: the CU answered (any 2xx, or a 4xx that another CU would give
 	// too); the answer is the caller's.
 	Answered Outcome = iota
-	// Unwell: no connection, a timeout or a 5xx: demote the CU, try the next.
+	// Unwell: no connection, a timeout or a 5xx other than 502 and 504 (its
+	// upstream failed): demote the CU, try the next.
 	Unwell
 	// NotNow: the CU will not do this now (402 Payment Required): try the
 	// next CU without demoting this one.
@@ -432,6 +433,10 @@ const (
 // Classify maps an HTTP status (0: no answer) to an Outcome.
 func Classify(status int) Outcome {
 	switch {
+	case status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
+		// The CU answered: what failed is behind it (its SU, the gateway),
+		// and every CU would fail the same way.
+		return Answered
 	case status == 0 || status >= 500:
 		return Unwell
 	case status == http.StatusPaymentRequired:
