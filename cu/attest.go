@@ -253,7 +253,16 @@ func (s *Server) publishSome(ctx context.Context) (int, error) {
 	}
 	for _, a := range todo {
 		if _, _, err := s.signed(ctx, a); err != nil {
-			return 0, err
+			var he *HTTPError
+			if ctx.Err() != nil || errors.As(err, &he) && he.Code == http.StatusServiceUnavailable {
+				continue // (being stored again, or shutting down) next round
+			}
+			// This one cannot be signed (its process no longer loads, its
+			// result is gone): set it aside rather than block the rest.
+			s.log.Warn("an attestation cannot be signed; not publishing it", "process", a.Process, "slot", a.Ordinate, "cron", a.Cron, "err", err)
+			if err := s.store.markUnsignable(ctx, a); err != nil {
+				return 0, err
+			}
 		}
 	}
 	up, err := s.store.unpublishedAttests(ctx, 64)

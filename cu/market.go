@@ -398,9 +398,13 @@ func (s *Server) Quote(ctx context.Context, kind, pid, msgID, payer string) (*Qu
 			} else if m, err := s.sched.Message(ctx, pid, msgID); err == nil {
 				if v, ok := tagValue(m.Assignment.Tags, "Nonce"); ok {
 					if nonce, ok := jsParseInt(v); ok {
-						p.mu.Lock()
-						n = max(nonce-p.pos.Nonce, 1)
-						p.mu.Unlock()
+						// From the results stored, not the live position:
+						// a quote never waits for an evaluation.
+						last, err := s.store.lastNonce(ctx, pid)
+						if err != nil {
+							return nil, err
+						}
+						n = max(nonce-last, 1)
 					}
 				}
 			} else if errors.Is(err, ErrNotFound) {

@@ -192,7 +192,7 @@ func (s *store) setAttestItem(ctx context.Context, a *attestRow, id string, item
 // unsignedAttests lists up to n attestations without a signed item (for the
 // publisher), oldest first per process.
 func (s *store) unsignedAttests(ctx context.Context, n int) ([]*attestRow, error) {
-	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id IS NULL LIMIT ?`, n)
+	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id IS NULL AND published=0 ORDER BY process, timestamp, ordinate LIMIT ?`, n)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read attestations: %w", err)
 	}
@@ -224,6 +224,15 @@ func (s *store) unpublishedAttests(ctx context.Context, n int) ([]*attestRow, er
 		out = append(out, a)
 	}
 	return out, rows.Err()
+}
+
+// markUnsignable sets an attestation aside (published = -1) that cannot be
+// signed, so that it does not hold up the ones after it.
+func (s *store) markUnsignable(ctx context.Context, a *attestRow) error {
+	return s.write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(`UPDATE attests SET published=-1 WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`, a.Process, a.Timestamp, a.Ordinate, a.Cron)
+		return err
+	})
 }
 
 func (s *store) markPublished(ctx context.Context, id string) error {
@@ -321,6 +330,16 @@ func (s *store) averageFuel(ctx context.Context, pid string) (uint64, error) {
 		return 0, fmt.Errorf("cu: read usage: %w", err)
 	}
 	return uint64(avg), nil
+}
+
+// lastNonce is the highest nonce of pid with a stored result (-1: none).
+func (s *store) lastNonce(ctx context.Context, pid string) (int64, error) {
+	var n int64
+	err := s.r.QueryRow(ctx, `SELECT coalesce(max(nonce),-1) FROM evaluations WHERE process=? AND cron=''`, pid).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("cu: read results: %w", err)
+	}
+	return n, nil
 }
 
 // cronResult returns the stored result of a cron evaluation.

@@ -117,11 +117,12 @@ func TestParseURLs(t *testing.T) {
 // of a probe, for the placement unit's own tests (the end-to-end tests in
 // node/ use real CUs).
 type fakeCU struct {
-	srv   *httptest.Server
-	price atomic.Value // string
-	down  atomic.Bool
-	addr  string
-	hits  atomic.Int64
+	srv     *httptest.Server
+	price   atomic.Value // string
+	down    atomic.Bool
+	drained atomic.Bool // GET /healthz answers 503
+	addr    string
+	hits    atomic.Int64
 }
 
 func newFakeCU(t *testing.T, addr, price string) *fakeCU {
@@ -130,6 +131,12 @@ func newFakeCU(t *testing.T, addr, price string) *fakeCU {
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.down.Load() {
 			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if r.URL.Path == "/healthz" {
+			if f.drained.Load() {
+				http.Error(w, "draining", http.StatusServiceUnavailable)
+			}
 			return
 		}
 		if r.URL.Path != "/" {
@@ -197,6 +204,27 @@ func TestCheapestHealthyAndSpread(t *testing.T) {
 		if u, _ := p.Choose(pid); u != b.srv.URL {
 			t.Fatalf("%s went to %s, not the cheapest", pid, u)
 		}
+	}
+}
+
+// TestDrainedCUTakesNothing: a CU whose /healthz answers 503 (drained)
+// gets no processes, though its GET / still answers.
+func TestDrainedCUTakesNothing(t *testing.T) {
+	ctx := context.Background()
+	cheap := newFakeCU(t, "cheap", "1")
+	other := newFakeCU(t, "other", "3")
+	p, err := New(Config{URLs: []string{cheap.srv.URL, other.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Refresh(ctx)
+	if u, _ := p.Choose("x"); u != cheap.srv.URL {
+		t.Fatalf("before the drain: %s", u)
+	}
+	cheap.drained.Store(true)
+	p.Refresh(ctx)
+	if u, _ := p.Choose("x"); u != other.srv.URL {
+		t.Fatalf("a drained CU was chosen: %s", u)
 	}
 }
 

@@ -16,6 +16,9 @@ func (p *Placer) probe(ctx context.Context, u string) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
 	defer cancel()
 	info, err := p.fetchInfo(ctx, u)
+	if err == nil {
+		err = p.checkHealth(ctx, u)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.cus[u]
@@ -49,6 +52,26 @@ func (p *Placer) probe(ctx context.Context, u string) {
 		p.log.Info("placement: CU answers again", "cu", u)
 	}
 	p.rebuild()
+}
+
+// checkHealth asks the CU's GET /healthz, which a drained CU (or one whose
+// storage is down) answers 503: it then takes no processes. A CU without the
+// route (404, e.g. a reference CU) is taken as healthy.
+func (p *Placer) checkHealth(ctx context.Context, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("GET /healthz: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return nil
 }
 
 func (p *Placer) fetchInfo(ctx context.Context, u string) (Info, error) {
