@@ -103,12 +103,13 @@ func RunBench(ctx context.Context, cfg BenchConfig, out io.Writer) error {
 		procs  int
 		conc   int
 		jobs   func(pids []string) []string
+		cus    int
 	}{
 		{"1 process, sequential", 0, 1, 1, func(pids []string) []string {
 			return slices.Repeat(pids, cfg.Messages)
-		}},
+		}, 1},
 		{fmt.Sprintf("%d processes × %d, %d clients", cfg.Processes, cfg.PerProcess, cfg.Concurrency), 0, cfg.Processes, cfg.Concurrency,
-			func(pids []string) []string { return slices.Repeat(pids, cfg.PerProcess) }},
+			func(pids []string) []string { return slices.Repeat(pids, cfg.PerProcess) }, 1},
 		{fmt.Sprintf("random over %d processes, %d MiB budget", cfg.Random, cfg.RandomBudget>>20), cfg.RandomBudget, cfg.Random, cfg.Concurrency,
 			func(pids []string) []string {
 				jobs := make([]string, cfg.Accesses)
@@ -116,11 +117,16 @@ func RunBench(ctx context.Context, cfg BenchConfig, out io.Writer) error {
 					jobs[i] = pids[mrand.IntN(len(pids))]
 				}
 				return jobs
-			}},
+			}, 1},
+		// The second row again over three CUs on this same machine: not a
+		// speed-up, but what placement, the router and spreading the
+		// processes cost.
+		{fmt.Sprintf("%d processes × %d, %d clients, 3 CUs", cfg.Processes, cfg.PerProcess, cfg.Concurrency), 0, cfg.Processes, cfg.Concurrency,
+			func(pids []string) []string { return slices.Repeat(pids, cfg.PerProcess) }, 3},
 	}
 	var rows []BenchRow
 	for _, sp := range specs {
-		row, err := benchNode(ctx, cfg, wasm, sp.budget, func(b *bench) (BenchRow, error) {
+		row, err := benchNode(ctx, cfg, wasm, sp.budget, sp.cus, func(b *bench) (BenchRow, error) {
 			pids, err := b.spawn(ctx, sp.procs)
 			if err != nil {
 				return BenchRow{}, err
@@ -135,7 +141,7 @@ func RunBench(ctx context.Context, cfg BenchConfig, out io.Writer) error {
 
 	var idle string
 	if cfg.Idle > 0 {
-		_, err := benchNode(ctx, cfg, wasm, 0, func(b *bench) (BenchRow, error) {
+		_, err := benchNode(ctx, cfg, wasm, 0, 1, func(b *bench) (BenchRow, error) {
 			start := time.Now()
 			if _, err := b.spawn(ctx, cfg.Idle); err != nil {
 				return BenchRow{}, err
@@ -189,7 +195,7 @@ type bench struct {
 }
 
 // benchNode runs f on a fresh node with the module published.
-func benchNode(ctx context.Context, cfg BenchConfig, wasm []byte, budget int64, f func(*bench) (BenchRow, error)) (BenchRow, error) {
+func benchNode(ctx context.Context, cfg BenchConfig, wasm []byte, budget int64, cus int, f func(*bench) (BenchRow, error)) (BenchRow, error) {
 	dir, err := os.MkdirTemp("", "aonode-bench-node-")
 	if err != nil {
 		return BenchRow{}, err
@@ -199,15 +205,19 @@ func benchNode(ctx context.Context, cfg BenchConfig, wasm []byte, budget int64, 
 	// take one before the node binds it, so a taken port means another try.
 	var n *Node
 	for attempt := 0; ; attempt++ {
-		var ports [4]int
+		ports := make([]int, 5+max(cus, 1))
 		for i := range ports {
 			if ports[i], err = loopbackPort(); err != nil {
 				return BenchRow{}, err
 			}
 		}
 		fmt.Fprintf(cfg.Log, "bench: starting a node in %s\n", dir)
-		n, err = Start(ctx, Config{DataDir: dir, GatewayPort: ports[0], SUPort: ports[1], CUPort: ports[2], MUPort: ports[3],
-			BlockInterval: 100 * time.Millisecond, MemoryBudget: budget, UnitWallets: cfg.UnitWallets})
+		ncfg := Config{DataDir: dir, GatewayPort: ports[0], SUPort: ports[1], CUPort: ports[2], MUPort: ports[3],
+			BlockInterval: 100 * time.Millisecond, MemoryBudget: budget, UnitWallets: cfg.UnitWallets}
+		if cus > 1 {
+			ncfg.CUs, ncfg.RouterPort, ncfg.CUPorts = cus, ports[4], ports[5:]
+		}
+		n, err = Start(ctx, ncfg)
 		if err == nil {
 			break
 		}
@@ -286,7 +296,13 @@ func (b *bench) run(ctx context.Context, name string, jobs []string, conc int) (
 		EvalsPerMessage: float64(b.evaluations()-evals0) / float64(len(jobs))}, nil
 }
 
-func (b *bench) evaluations() int64 { return b.n.CU.Evaluations() }
+func (b *bench) evaluations() int64 {
+	var n int64
+	for _, c := range b.n.CUs {
+		n += c.Evaluations()
+	}
+	return n
+}
 
 func loopbackPort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
