@@ -1,10 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"path/filepath"
 	"testing"
 
@@ -96,4 +100,43 @@ func TestCUJoins(t *testing.T) {
 		t.Fatal("the new CU evaluated nothing")
 	}
 	t.Logf("%d of %d processes moved to the joining CU", moved, procs)
+
+	// Verification through the router goes to a CU other than the one
+	// that made the attestation, though that one is the process's own.
+	pid := pids[0]
+	own, _ := p.Choose(pid)
+	id, err := c.Message(ctx, client.Message{Process: pid, Tags: []client.Tag{{Name: "Action", Value: "Eval"}}, Data: []byte("return N")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Result(ctx, pid, id); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(own + "/attestation/" + id + "?process-id=" + pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("attestation: %d %s", resp.StatusCode, att)
+	}
+	reqItem, err := ans104.Sign(ans104.NewEd25519Signer(ed25519.NewKeyFromSeed(seed)), att, ans104.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vreq, _ := http.NewRequest("POST", n.CUURL+"/verify?process-id="+pid, bytes.NewReader(reqItem.Bytes()))
+	vreq.Header.Set("Accept", "application/json")
+	vresp, err := http.DefaultClient.Do(vreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, _ := io.ReadAll(vresp.Body)
+	vresp.Body.Close()
+	if vresp.StatusCode != 200 || !strings.Contains(string(vb), `"verdict":"agree"`) {
+		t.Fatalf("verify through the router: %d %s", vresp.StatusCode, vb)
+	}
+	if by := vresp.Header.Get("X-Aonode-Cu"); by == own || by == "" {
+		t.Fatalf("the attesting CU %s verified its own attestation (answered by %q)", own, by)
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aonode/aonode/ans104"
 	"github.com/aonode/aonode/internal/httpx"
 	"github.com/aonode/aonode/placement"
 )
@@ -160,7 +161,8 @@ func (r *Router) Handler() http.Handler {
 	mux.HandleFunc("GET /usage/{process}", byPath)
 	mux.HandleFunc("POST /verify", func(w http.ResponseWriter, req *http.Request) {
 		// A verification is placed by its process when the caller names it,
-		// else by its body, so that a retry goes to the same verifier.
+		// else by its body, so that a retry goes to the same verifier; and
+		// never on the CU that made the attestation (see proxy).
 		r.proxy(w, req, req.URL.Query().Get("process-id"))
 	})
 	return httpx.Wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -218,6 +220,18 @@ func (r *Router) proxy(w http.ResponseWriter, req *http.Request, pid string) {
 			pid = "body:" + hex.EncodeToString(sum[:])
 		}
 	}
+	// A CU does not verify its own attestation: the one that signed the
+	// attestation a /verify carries is passed over.
+	var attester string
+	if req.URL.Path == "/verify" {
+		attester = attesterOf(body)
+	}
+	addrs := map[string]string{}
+	if attester != "" {
+		for _, c := range r.p.Table().CUs {
+			addrs[c.URL] = c.Address
+		}
+	}
 	// A GET or a dry-run may be sent again to another CU after any failure;
 	// a verification (it is charged) only when it never reached the CU.
 	resend := req.Method == http.MethodGet || req.URL.Path == "/dry-run"
@@ -228,6 +242,9 @@ func (r *Router) proxy(w http.ResponseWriter, req *http.Request, pid string) {
 	var resp *http.Response
 	var refusal *refused
 	_, err := r.p.Do(req.Context(), pid, func(ctx context.Context, cu string) (placement.Outcome, error) {
+		if attester != "" && addrs[cu] == attester {
+			return placement.NotNow, fmt.Errorf("%s made the attestation and does not verify it", cu)
+		}
 		out, err := http.NewRequestWithContext(ctx, req.Method, cu+path, bytes.NewReader(body))
 		if err != nil {
 			return placement.Answered, err
@@ -345,4 +362,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// attesterOf is the address of the CU that signed the attestation a /verify
+// request item carries as its data ("" when it names one on the gateway
+// instead, or the body is not such an item: the CU then answers for itself).
+func attesterOf(body []byte) string {
+	it, err := ans104.Parse(body)
+	if err != nil || len(it.Data) == 0 {
+		return ""
+	}
+	att, err := ans104.Parse(it.Data)
+	if err != nil {
+		return ""
+	}
+	return att.OwnerAddress()
 }
