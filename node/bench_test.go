@@ -23,10 +23,10 @@ func TestRunBench(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[4], "5 aos processes spawned") {
-		t.Fatalf("want a header, 3 rows and the idle line:\n%s", out.String())
+	if len(lines) != 6 || !strings.HasPrefix(lines[5], "5 aos processes spawned") || !strings.Contains(lines[4], "3 CUs") {
+		t.Fatalf("want a header, 4 rows (the last over 3 CUs) and the idle line:\n%s", out.String())
 	}
-	for _, l := range lines[1:4] {
+	for _, l := range lines[1:5] {
 		f := strings.Fields(l)
 		if evals := f[len(f)-1]; evals != "1.00" {
 			t.Errorf("evaluations per message %s, want 1.00: %s", evals, l)
