@@ -182,13 +182,21 @@ func TestRunStartupFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := tc.setup(t, t.TempDir())
-			cmd := exec.Command(bin, "run", "--data", data, "--gateway-port", fmt.Sprint(freePort(t)), "--mu-port", fmt.Sprint(freePort(t)),
-				"--su-port", fmt.Sprint(freePort(t)), "--cu-port", fmt.Sprint(freePort(t)), "--hb-port", fmt.Sprint(freePort(t)), "--explorer-port", fmt.Sprint(freePort(t)))
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
+			var err error
+			var msg string
+			// A free port may be taken by another test before the node
+			// binds it: then try other ports.
+			for attempt := 0; attempt < 5; attempt++ {
+				cmd := exec.Command(bin, "run", "--data", data, "--gateway-port", fmt.Sprint(freePort(t)), "--mu-port", fmt.Sprint(freePort(t)),
+					"--su-port", fmt.Sprint(freePort(t)), "--cu-port", fmt.Sprint(freePort(t)), "--hb-port", fmt.Sprint(freePort(t)), "--explorer-port", fmt.Sprint(freePort(t)))
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				err = cmd.Run()
+				if msg = stderr.String(); !strings.Contains(msg, "address already in use") {
+					break
+				}
+			}
 			ee, ok := err.(*exec.ExitError)
-			msg := stderr.String()
 			if !ok || ee.ExitCode() != 1 || strings.Contains(msg, "panic") || !strings.Contains(msg, strings.ReplaceAll(tc.want, "DIR", data)) ||
 				!strings.Contains(msg, "fix: ") {
 				t.Fatalf("exit %v, stderr:\n%s", err, msg)
