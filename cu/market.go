@@ -92,6 +92,16 @@ type market struct {
 	syncErr   error // of the last scan, for the callers that shared it
 }
 
+// release ends a pending charge of address, now stored or dropped, and
+// drops its cached balance (m.mu held).
+func (m *market) release(address string, amount int64) {
+	m.pending[address] -= amount
+	if m.pending[address] == 0 {
+		delete(m.pending, address)
+	}
+	m.invalidate(address)
+}
+
 // invalidate drops address's cached balance (m.mu held).
 func (m *market) invalidate(address string) {
 	delete(m.stored, address)
@@ -171,11 +181,7 @@ func (s *Server) settled(rows []evalRow) {
 	defer s.mkt.mu.Unlock()
 	for _, e := range rows {
 		if c := e.Charge; c != nil {
-			s.mkt.pending[c.Payer] -= c.Amount
-			if s.mkt.pending[c.Payer] == 0 {
-				delete(s.mkt.pending, c.Payer)
-			}
-			s.mkt.invalidate(c.Payer)
+			s.mkt.release(c.Payer, c.Amount)
 		}
 	}
 }
@@ -198,11 +204,7 @@ func (s *Server) reserve(ctx context.Context, payer string, price int64) (done f
 			}
 		}
 		s.mkt.mu.Lock()
-		s.mkt.pending[payer] -= price
-		if s.mkt.pending[payer] == 0 {
-			delete(s.mkt.pending, payer)
-		}
-		s.mkt.invalidate(payer)
+		s.mkt.release(payer, price)
 		s.mkt.mu.Unlock()
 		return err
 	}, nil

@@ -128,10 +128,10 @@ func scanAttest(sc interface{ Scan(...any) error }) (*attestRow, error) {
 	return &a, err
 }
 
-// attestByMessage finds the attestation fields of a scheduled message's
-// evaluation (its first slot, as resultByMessage).
-func (s *store) attestByMessage(ctx context.Context, pid, msgID string) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID))
+// attestWhere returns the attestation fields of the one evaluation the
+// condition selects, nil when none.
+func (s *store) attestWhere(ctx context.Context, cond string, args ...any) (*attestRow, error) {
+	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -139,30 +139,17 @@ func (s *store) attestByMessage(ctx context.Context, pid, msgID string) (*attest
 		return nil, fmt.Errorf("cu: read attestation: %w", err)
 	}
 	return a, nil
+}
+
+// attestByMessage finds the attestation fields of a scheduled message's
+// evaluation (its first slot, as resultByMessage).
+func (s *store) attestByMessage(ctx context.Context, pid, msgID string) (*attestRow, error) {
+	return s.attestWhere(ctx, `process=? AND message_id=? AND cron='' ORDER BY timestamp, ordinate LIMIT 1`, pid, msgID)
 }
 
 // attestAtSlot finds the attestation fields of the message at nonce.
 func (s *store) attestAtSlot(ctx context.Context, pid string, nonce int64) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND nonce=? AND cron='' LIMIT 1`, pid, nonce))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cu: read attestation: %w", err)
-	}
-	return a, nil
-}
-
-// attestByItem finds an attestation by the id of its signed item.
-func (s *store) attestByItem(ctx context.Context, id string) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id=?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cu: read attestation: %w", err)
-	}
-	return a, nil
+	return s.attestWhere(ctx, `process=? AND nonce=? AND cron='' LIMIT 1`, pid, nonce)
 }
 
 // setAttestItem stores the signed item of an attestation unless another
@@ -189,10 +176,9 @@ func (s *store) setAttestItem(ctx context.Context, a *attestRow, id string, item
 	return gotID, got, nil
 }
 
-// unsignedAttests lists up to n attestations without a signed item (for the
-// publisher), oldest first per process.
-func (s *store) unsignedAttests(ctx context.Context, n int) ([]*attestRow, error) {
-	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE item_id IS NULL AND published=0 ORDER BY process, timestamp, ordinate LIMIT ?`, n)
+// attestsWhere lists the attestation fields the condition selects.
+func (s *store) attestsWhere(ctx context.Context, cond string, args ...any) ([]*attestRow, error) {
+	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cu: read attestations: %w", err)
 	}
@@ -208,22 +194,15 @@ func (s *store) unsignedAttests(ctx context.Context, n int) ([]*attestRow, error
 	return out, rows.Err()
 }
 
+// unsignedAttests lists up to n attestations without a signed item (for the
+// publisher), oldest first per process.
+func (s *store) unsignedAttests(ctx context.Context, n int) ([]*attestRow, error) {
+	return s.attestsWhere(ctx, `item_id IS NULL AND published=0 ORDER BY process, timestamp, ordinate LIMIT ?`, n)
+}
+
 // unpublishedAttests lists up to n signed attestations not yet uploaded.
 func (s *store) unpublishedAttests(ctx context.Context, n int) ([]*attestRow, error) {
-	rows, err := s.r.Query(ctx, `SELECT `+attestCols+` FROM attests WHERE published=0 AND item_id IS NOT NULL LIMIT ?`, n)
-	if err != nil {
-		return nil, fmt.Errorf("cu: read attestations: %w", err)
-	}
-	defer rows.Close()
-	var out []*attestRow
-	for rows.Next() {
-		a, err := scanAttest(rows)
-		if err != nil {
-			return nil, fmt.Errorf("cu: read attestations: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return s.attestsWhere(ctx, `published=0 AND item_id IS NOT NULL LIMIT ?`, n)
 }
 
 // markUnsignable sets an attestation aside (published = -1) that cannot be
@@ -357,12 +336,5 @@ func (s *store) cronResult(ctx context.Context, pid string, ts, ordinate int64, 
 
 // attestAt finds the attestation fields of the evaluation with this key.
 func (s *store) attestAt(ctx context.Context, pid string, ts, ordinate int64, cron string) (*attestRow, error) {
-	a, err := scanAttest(s.r.QueryRow(ctx, `SELECT `+attestCols+` FROM attests WHERE process=? AND timestamp=? AND ordinate=? AND cron=?`, pid, ts, ordinate, cron))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cu: read attestation: %w", err)
-	}
-	return a, nil
+	return s.attestWhere(ctx, `process=? AND timestamp=? AND ordinate=? AND cron=?`, pid, ts, ordinate, cron)
 }
